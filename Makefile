@@ -1,0 +1,29 @@
+# Every target creates .venv and installs cardsim into it when needed, so a fresh
+# clone needs only Python 3.11+ and make.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/cardsim bench --records 200000 --batch-size 1000 --out out/bench
+
+test: $(STAMP)
+	$(BIN)/ruff check cardsim tests benchmarks
+	$(BIN)/ruff format --check cardsim tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/pytest benchmarks --benchmark-only --benchmark-group-by=group --benchmark-json=out/bench.json
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .benchmarks

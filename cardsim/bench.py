@@ -1,0 +1,149 @@
+"""`cardsim bench`: settle a synthetic peak-day log and compare with the crypto floor.
+
+The floor is what no settlement of this log can beat on the same threads: SHA-256 over every
+batch's canonical bytes plus one Ed25519 verification per batch. It is measured in the same
+process, right after the settlement, so that both see the same machine load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardsim.records.batch import header_array, signing_message
+from cardsim.records.keys import KeyRegistry
+from cardsim.records.log import LogReader, RecordLog
+from cardsim.settlement.kernel import Progress, settle
+from cardsim.settlement.result import Settlement
+
+
+class PeakRss:
+    """Samples this process's resident memory every few ms; `peak_bytes` is the growth."""
+
+    def __init__(self, interval_s: float = 0.005) -> None:
+        self.interval_s = interval_s
+        self.baseline = self.peak = _rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.peak = max(self.peak, _rss_bytes())
+
+    def __enter__(self) -> PeakRss:
+        self.baseline = self.peak = _rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def peak_bytes(self) -> int:
+        """Largest resident size seen, above the size at entry."""
+        return self.peak - self.baseline
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def crypto_floor_s(log: RecordLog, registry: KeyRegistry, workers: int = 1) -> float:
+    """Seconds to hash every batch and verify one signature per batch, on `workers` threads."""
+    headers = header_array(log.batches)
+    starts = np.searchsorted(log.batch_row, np.arange(len(log.batches)))
+    ends = np.r_[starts[1:], len(log.records)]
+    keys = [registry.public_key(int(k)) for k in log.batches["key_id"]]
+    signatures = [s.tobytes() for s in log.batches["signature"]]
+    records = np.ascontiguousarray(log.records)
+
+    def part(batch_ids: range) -> None:
+        for b in batch_ids:
+            h = hashlib.sha256(headers[b].tobytes())
+            h.update(records[starts[b] : ends[b]].view(np.uint8).data)
+            with contextlib.suppress(Exception):
+                keys[b].verify(signatures[b], signing_message(h.digest()))
+
+    n = len(headers)
+    parts = [range(i * n // workers, (i + 1) * n // workers) for i in range(workers)]
+    begin = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(part, parts))
+    return time.perf_counter() - begin
+
+
+@dataclass
+class BenchResult:
+    """One bench measurement."""
+
+    records: int
+    batches: int
+    workers: int
+    settle_s: float
+    floor_s: float
+    peak_rss_bytes: int
+    raw_record_bytes: int
+    settlement: Settlement
+
+    def as_json(self) -> dict[str, Any]:
+        """The figures `cardsim bench --json` prints."""
+        counts = self.settlement.counts()
+        return {
+            "records": self.records,
+            "batches": self.batches,
+            "workers": self.workers,
+            "seconds": round(self.settle_s, 4),
+            "records_per_s": round(self.records / self.settle_s),
+            "floor_seconds": round(self.floor_s, 4),
+            "floor_records_per_s": round(self.records / self.floor_s),
+            "ratio_to_floor": round(self.floor_s / self.settle_s, 4),
+            "peak_memory_bytes": self.peak_rss_bytes,
+            "raw_record_bytes": self.raw_record_bytes,
+            "peak_memory_to_raw": round(self.peak_rss_bytes / max(1, self.raw_record_bytes), 3),
+            "booked": counts["booked"],
+            "rejected": counts["rejected"],
+            "pending": counts["pending"],
+            "alerts": len(self.settlement.alerts),
+            "net_positions_sum_fen": int(self.settlement.positions["net_fen"].sum()),
+        }
+
+
+def measure(
+    log_dir: Path,
+    log: RecordLog,
+    registry: KeyRegistry,
+    workers: int,
+    progress: Progress | None = None,
+) -> BenchResult:
+    """Settle the log folder end to end (read, verify, dedupe, counters, book, net), then the
+    crypto floor of the same log on the same number of threads."""
+    with PeakRss() as rss:
+        begin = time.perf_counter()
+        settlement = settle(LogReader(log_dir), registry, workers=workers, progress=progress)
+        settle_s = time.perf_counter() - begin
+    floor_s = crypto_floor_s(log, registry, workers)
+    return BenchResult(
+        len(log.records),
+        len(log.batches),
+        workers,
+        settle_s,
+        floor_s,
+        rss.peak_bytes,
+        log.records.nbytes,
+        settlement,
+    )

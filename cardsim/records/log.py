@@ -1,0 +1,293 @@
+"""The record log on disk: a folder with records.parquet and batches.parquet.
+
+records.parquet has one row per record: `batch_row` (the row of its batch in batches.parquet)
+followed by every field of the 64-byte record. Rows are grouped by batch, in ascending
+batch_row, each batch's records in upload order. batches.parquet has one row per upload.
+docs/record-format.md is the specification; this module is the one place that reads or writes it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cardsim.errors import InputError
+from cardsim.records.batch import BATCH_DTYPE
+from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
+
+RECORDS_FILE = "records.parquet"
+BATCHES_FILE = "batches.parquet"
+ROW_GROUP_RECORDS = 262_144
+"""Target records per Parquet row group; groups end on batch boundaries so that they can be
+settled independently and in parallel."""
+
+_ARROW_OF = {
+    "<u4": pa.uint32(),
+    "<u8": pa.uint64(),
+    "<i8": pa.int64(),
+    "|u1": pa.uint8(),
+    "<u2": pa.uint16(),
+}
+RECORD_SCHEMA = pa.schema(
+    [pa.field("batch_row", pa.int64(), nullable=False)]
+    + [
+        pa.field(n, _ARROW_OF[RECORD_DTYPE.fields[n][0].str], nullable=False)  # type: ignore[index]
+        for n in RECORD_FIELDS
+    ]
+)
+BATCH_SCHEMA = pa.schema(
+    [
+        pa.field("terminal_id", pa.uint32(), nullable=False),
+        pa.field("batch_serial", pa.uint32(), nullable=False),
+        pa.field("first_serial", pa.uint32(), nullable=False),
+        pa.field("last_serial", pa.uint32(), nullable=False),
+        pa.field("record_count", pa.uint32(), nullable=False),
+        pa.field("key_id", pa.uint32(), nullable=False),
+        pa.field("prev_digest", pa.binary(32), nullable=False),
+        pa.field("signature", pa.binary(64), nullable=False),
+        pa.field("uploaded_ms", pa.int64(), nullable=False),
+    ]
+)
+
+
+@dataclass
+class RecordLog:
+    """A whole log in memory: records, the batch row of each record, and the batch table."""
+
+    records: np.ndarray
+    batch_row: np.ndarray
+    batches: np.ndarray
+
+    def concat(self, other: RecordLog) -> RecordLog:
+        """This log followed by another (the other's batch rows renumbered)."""
+        return RecordLog(
+            np.concatenate([self.records, other.records]),
+            np.concatenate([self.batch_row, other.batch_row + len(self.batches)]),
+            np.concatenate([self.batches, other.batches]),
+        )
+
+
+def write_log(path: str | Path, log: RecordLog) -> None:
+    """Write a log folder atomically: built under a temporary name, then renamed into place."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pq.write_table(_batch_table(log.batches), tmp / BATCHES_FILE)
+    with pq.ParquetWriter(tmp / RECORDS_FILE, RECORD_SCHEMA) as writer:
+        for start, stop in row_groups(log.batch_row):
+            writer.write_table(
+                _record_table(log.records[start:stop], log.batch_row[start:stop]),
+                row_group_size=stop - start,
+            )
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def row_groups(batch_row: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Row ranges of about ROW_GROUP_RECORDS rows that end on batch boundaries."""
+    n = len(batch_row)
+    bounds = np.flatnonzero(np.diff(batch_row)) + 1
+    start = 0
+    while start < n:
+        stop = start + ROW_GROUP_RECORDS
+        if stop >= n:
+            yield start, n
+            return
+        i = np.searchsorted(bounds, stop)
+        stop = int(bounds[i]) if i < len(bounds) else n
+        yield start, stop
+        start = stop
+
+
+def _record_table(records: np.ndarray, batch_row: np.ndarray) -> pa.Table:
+    arrays = [pa.array(batch_row.astype(np.int64))]
+    arrays += [pa.array(np.ascontiguousarray(records[n])) for n in RECORD_FIELDS]
+    return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
+
+
+def _batch_table(batches: np.ndarray) -> pa.Table:
+    cols: list[pa.Array] = []
+    for field in BATCH_SCHEMA:
+        values = batches[field.name]
+        if values.ndim == 2:
+            raw = pa.py_buffer(np.ascontiguousarray(values).tobytes())
+            cols.append(pa.FixedSizeBinaryArray.from_buffers(field.type, len(values), [None, raw]))
+        else:
+            cols.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(cols, schema=BATCH_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A run of whole row groups that holds whole batches: the unit of parallel settlement."""
+
+    row_groups: tuple[int, ...]
+    first_row: int
+    rows: int
+
+
+class LogReader:
+    """Reads a log folder, checking its schema up front so that bad files fail before any work."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise InputError(
+                self.path,
+                "not a record log folder (expected a folder holding "
+                f"{RECORDS_FILE} and {BATCHES_FILE})",
+            )
+        self.records_path = self.path / RECORDS_FILE
+        self.batches = self._read_batches()
+        meta = _open(self.records_path).metadata
+        _check_schema(self.records_path, meta.schema.to_arrow_schema(), RECORD_SCHEMA)
+        self.rows = meta.num_rows
+        self.chunks = self._plan_chunks(meta)
+
+    def _read_batches(self) -> np.ndarray:
+        path = self.path / BATCHES_FILE
+        table = _read_table(path)
+        _check_schema(path, table.schema, BATCH_SCHEMA)
+        out = np.zeros(table.num_rows, dtype=BATCH_DTYPE)
+        for field in BATCH_SCHEMA:
+            column = table.column(field.name)
+            if column.null_count:
+                raise InputError(path, f"column {field.name} has {column.null_count} null values")
+            if pa.types.is_fixed_size_binary(field.type):
+                raw = b"".join(
+                    c.buffers()[1].to_pybytes()[c.offset * field.type.byte_width :][
+                        : len(c) * field.type.byte_width
+                    ]
+                    for c in column.chunks
+                )
+                out[field.name] = np.frombuffer(raw, np.uint8).reshape(len(out), -1)
+            else:
+                out[field.name] = column.to_numpy()
+        return out
+
+    def _plan_chunks(self, meta: pq.FileMetaData) -> list[Chunk]:
+        """Group row groups so that no batch is split between two chunks."""
+        col = RECORD_SCHEMA.get_field_index("batch_row")
+        chunks: list[Chunk] = []
+        groups: list[int] = []
+        first = rows = 0
+        prev_max = -1
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            lo, hi = self._batch_row_range(g, rg.column(col).statistics)
+            if lo < prev_max:
+                raise InputError(
+                    self.records_path,
+                    f"row group {g}: batch_row goes backwards "
+                    f"({lo} after {prev_max}); rows must be grouped by batch_row",
+                )
+            if groups and lo > prev_max:
+                chunks.append(Chunk(tuple(groups), first, rows))
+                groups, first, rows = [], first + rows, 0
+            groups.append(g)
+            rows += rg.num_rows
+            prev_max = max(prev_max, hi)
+        if groups:
+            chunks.append(Chunk(tuple(groups), first, rows))
+        return chunks
+
+    def _batch_row_range(self, group: int, stats: pq.Statistics | None) -> tuple[int, int]:
+        if stats is not None and stats.has_min_max:
+            return int(stats.min), int(stats.max)
+        column = _open(self.records_path).read_row_group(group, columns=["batch_row"])
+        values = column.column(0).to_numpy()
+        return (int(values.min()), int(values.max())) if len(values) else (-1, -1)
+
+    def read_chunk(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
+        """The chunk's records (RECORD_DTYPE) and the batch row of each."""
+        try:
+            table = _open(self.records_path).read_row_groups(
+                list(chunk.row_groups), use_threads=False
+            )
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(
+                self.records_path,
+                f"corrupt Parquet data in rows {chunk.first_row}.. ({_first_line(exc)})",
+            ) from None
+        records = np.empty(table.num_rows, dtype=RECORD_DTYPE)
+        for name in RECORD_FIELDS:
+            records[name] = _column(self.records_path, table, name)
+        batch_row = _column(self.records_path, table, "batch_row")
+        _check_batch_rows(self.records_path, chunk, batch_row, len(self.batches))
+        return records, batch_row
+
+    def read_all(self) -> RecordLog:
+        """The whole log in memory (for tests, the reference settler and small logs)."""
+        parts = [self.read_chunk(c) for c in self.chunks]
+        records = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, RECORD_DTYPE)
+        rows = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+        return RecordLog(records, rows, self.batches)
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(path, f"not a readable Parquet file ({_first_line(exc)})") from None
+
+
+def _read_table(path: Path) -> pa.Table:
+    try:
+        return _open(path).read()
+    except InputError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(path, f"corrupt Parquet data ({_first_line(exc)})") from None
+
+
+def _column(path: Path, table: pa.Table, name: str) -> np.ndarray:
+    column = table.column(name)
+    if column.null_count:
+        raise InputError(
+            path,
+            f"column {name} has {column.null_count} null values; every "
+            "field of every record is required",
+        )
+    return column.to_numpy()
+
+
+def _check_schema(path: Path, schema: pa.Schema, expected: pa.Schema) -> None:
+    for field in expected:
+        if field.name not in schema.names:
+            raise InputError(
+                path,
+                f"missing column {field.name} ({field.type}); expected "
+                f"columns: {', '.join(expected.names)}",
+            )
+        actual = schema.field(field.name).type
+        if actual != field.type:
+            raise InputError(path, f"column {field.name} has type {actual}, expected {field.type}")
+
+
+def _check_batch_rows(path: Path, chunk: Chunk, batch_row: np.ndarray, n_batches: int) -> None:
+    if len(batch_row) and (batch_row.min() < 0 or batch_row.max() >= n_batches):
+        raise InputError(
+            path,
+            f"rows {chunk.first_row}..{chunk.first_row + chunk.rows - 1}: "
+            f"batch_row outside 0..{n_batches - 1} (the rows of {BATCHES_FILE})",
+        )
+    if len(batch_row) > 1 and np.any(np.diff(batch_row) < 0):
+        raise InputError(
+            path,
+            f"rows {chunk.first_row}..{chunk.first_row + chunk.rows - 1}: "
+            "batch_row decreases; rows must be grouped by batch_row, ascending",
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

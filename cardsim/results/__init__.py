@@ -1,0 +1,1 @@
+"""Files and tables that runs leave behind for people and for pandas."""

@@ -1,0 +1,1 @@
+"""The settlement core: pure numpy, no simulation clock. See docs/settlement.md."""

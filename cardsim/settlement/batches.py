@@ -1,0 +1,77 @@
+"""Batch-level decisions: repeated uploads, cut-off, keys, structure, and per-terminal chains.
+
+Everything here runs once per batch (tens of thousands a day), never once per record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cardsim.records.keys import KeyRegistry
+from cardsim.settlement.reasons import PENDING, Alert, Reason
+
+UNSEEN = -1
+
+
+def duplicate_candidates(batches: np.ndarray, headers: np.ndarray) -> np.ndarray:
+    """For each batch, the first earlier batch with the same signed header and signature, or -1.
+
+    A candidate is a true repeat only if its digest matches too (checked after hashing); until
+    then it is neither verified nor TAC-checked, which is where repeated uploads save work.
+    """
+    first: dict[bytes, int] = {}
+    out = np.full(len(batches), UNSEEN, dtype=np.int64)
+    raw_headers = headers.view(np.uint8).reshape(len(headers), -1)
+    for b in range(len(batches)):
+        key = raw_headers[b].tobytes() + batches["signature"][b].tobytes()
+        out[b] = first.setdefault(key, b)
+    out[out == np.arange(len(batches))] = UNSEEN
+    return out
+
+
+def pre_status(batches: np.ndarray, registry: KeyRegistry, cutoff_ms: int | None) -> np.ndarray:
+    """Outcome known from the batch table alone: pending, or a key problem (0 = go on)."""
+    status = np.zeros(len(batches), dtype=np.uint8)
+    for b, (key_id, terminal_id) in enumerate(
+        zip(batches["key_id"].tolist(), batches["terminal_id"].tolist(), strict=True)
+    ):
+        key = registry.terminals.get(key_id)
+        if key is None:
+            status[b] = Reason.UNKNOWN_KEY
+        elif key.revoked:
+            status[b] = Reason.REVOKED_KEY
+        elif key.terminal_id != terminal_id:
+            status[b] = Reason.KEY_TERMINAL_MISMATCH
+    if cutoff_ms is not None:
+        status[batches["uploaded_ms"] > cutoff_ms] = PENDING
+    return status
+
+
+def chain_alerts(batches: np.ndarray, accepted: np.ndarray, digests: np.ndarray) -> list[tuple]:
+    """Missing batch serials, broken previous-digest links and equivocation, per terminal."""
+    idx = np.flatnonzero(accepted)
+    order = idx[np.lexsort((idx, batches["batch_serial"][idx], batches["terminal_id"][idx]))]
+    tid = batches["terminal_id"][order].astype(np.int64)
+    serial = batches["batch_serial"][order].astype(np.int64)
+    alerts: list[tuple] = []
+    if not len(order):
+        return alerts
+    starts = np.r_[True, (tid[1:] != tid[:-1]) | (serial[1:] != serial[:-1])]
+    heads = np.flatnonzero(starts)
+    group = np.cumsum(starts) - 1
+    differs = np.any(digests[order] != digests[order[heads[group]]], axis=1)
+    for g in np.unique(group[differs]).tolist():
+        h = heads[g]
+        alerts.append((Alert.BATCH_CONFLICT, tid[h], -1, serial[h], serial[h], -1, -1))
+    for a, c in zip(heads[:-1].tolist(), heads[1:].tolist(), strict=True):
+        if tid[a] != tid[c]:
+            continue
+        if serial[c] > serial[a] + 1:
+            alerts.append(
+                (Alert.BATCH_SERIAL_GAP, tid[a], -1, serial[a] + 1, serial[c] - 1, -1, -1)
+            )
+        elif not np.array_equal(digests[order[a]], batches["prev_digest"][order[c]]):
+            alerts.append(
+                (Alert.BATCH_CHAIN_BREAK, tid[c], -1, serial[c], serial[c], int(order[c]), -1)
+            )
+    return alerts

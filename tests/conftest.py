@@ -1,0 +1,29 @@
+"""Shared fixtures: small synthetic days built from one seed each."""
+
+from __future__ import annotations
+
+import pytest
+
+from cardsim.synthetic import SyntheticDay, SyntheticSpec, generate
+
+
+def small_day(
+    seed: int = 1, records: int = 600, terminals: int = 12, batch_size: int = 20, **kwargs: object
+) -> SyntheticDay:
+    """A clean or dirty day small enough for the reference settler."""
+    spec = SyntheticSpec(
+        records=records, terminals=terminals, batch_size=batch_size, seed=seed, **kwargs
+    )  # type: ignore[arg-type]
+    return generate(spec)
+
+
+@pytest.fixture
+def clean_day() -> SyntheticDay:
+    """No repeats, no tampering, no forgery."""
+    return small_day(repeat_fraction=0.0, tampered_batches=0, forged_records=0)
+
+
+@pytest.fixture
+def dirty_day() -> SyntheticDay:
+    """Repeats, tampered batches and forged records."""
+    return small_day(repeat_fraction=0.1, tampered_batches=2, forged_records=2)
