@@ -26,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
     help="cardsim: a city's multi-function citizen card, from tap to settlement.",
 )
 F = TypeVar("F", bound=Callable[..., Any])
@@ -109,6 +110,7 @@ _BENCH_ROWS = [
     ("records/s", "records_per_s", ","),
     ("crypto floor records/s", "floor_records_per_s", ","),
     ("ratio to floor", "ratio_to_floor", ".3f"),
+    ("floor incl. TAC check records/s", "floor_plus_tac_records_per_s", ","),
     ("peak memory / raw record bytes", "peak_memory_to_raw", ".3f"),
     ("booked", "booked", ","),
     ("rejected", "rejected", ","),
@@ -187,5 +189,18 @@ def settle(
 
 
 def main() -> None:
-    """Entry point of the `cardsim` script."""
-    app()
+    """Entry point of the `cardsim` script: usage errors print one line and exit 2 too."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("cardsim: interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if not message.strip():  # no arguments at all: the help was printed
+            sys.exit(0)
+        typer.echo(f"cardsim: error: {' '.join(message.split())} (see cardsim --help)", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -27,6 +27,12 @@ ROW_GROUP_RECORDS = 262_144
 """Target records per Parquet row group; groups end on batch boundaries so that they can be
 settled independently and in parallel."""
 
+COMPRESSION = "none"
+"""Uncompressed pages read about three times faster than snappy; the identity, card and TAC
+columns are high-entropy and barely compress anyway."""
+DICTIONARY_COLUMNS = ["batch_row", "terminal_id", "payee", "domain", "kind", "flags", "reserved"]
+"""Low-cardinality columns, stored dictionary-encoded (small and fast to decode)."""
+
 _ARROW_OF = {
     "<u4": pa.uint32(),
     "<u8": pa.uint64(),
@@ -80,7 +86,12 @@ def write_log(path: str | Path, log: RecordLog) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     pq.write_table(_batch_table(log.batches), tmp / BATCHES_FILE)
-    with pq.ParquetWriter(tmp / RECORDS_FILE, RECORD_SCHEMA) as writer:
+    with pq.ParquetWriter(
+        tmp / RECORDS_FILE,
+        RECORD_SCHEMA,
+        compression=COMPRESSION,
+        use_dictionary=DICTIONARY_COLUMNS,
+    ) as writer:
         for start, stop in row_groups(log.batch_row):
             writer.write_table(
                 _record_table(log.records[start:stop], log.batch_row[start:stop]),
@@ -223,6 +234,19 @@ class LogReader:
         batch_row = _column(self.records_path, table, "batch_row")
         _check_batch_rows(self.records_path, chunk, batch_row, len(self.batches))
         return records, batch_row
+
+    def read_columns(self, chunk: Chunk, names: list[str]) -> dict[str, np.ndarray]:
+        """Some columns of one chunk (record field names or batch_row), without assembling."""
+        try:
+            table = _open(self.records_path).read_row_groups(
+                list(chunk.row_groups), columns=names, use_threads=False
+            )
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(
+                self.records_path,
+                f"corrupt Parquet data in rows {chunk.first_row}.. ({_first_line(exc)})",
+            ) from None
+        return {name: _column(self.records_path, table, name) for name in names}
 
     def read_all(self) -> RecordLog:
         """The whole log in memory (for tests, the reference settler and small logs)."""

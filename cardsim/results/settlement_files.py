@@ -80,21 +80,20 @@ def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
 
 
 def write_booked(path: Path, settlement: Settlement, source: ChunkSource) -> None:
-    """booked.parquet: the booked records with their log row, ordered by record id."""
+    """booked.parquet: the booked records with their log and batch rows, by record id."""
     booked = settlement.booked
-    rank = np.empty(source.rows, np.int64)
-    rank[booked] = np.arange(len(booked))
     out = np.empty(len(booked), RECORD_DTYPE)
     out_batch = np.empty(len(booked), np.int64)
-    is_booked = settlement.outcome == BOOKED
     for chunk in source.chunks:
-        sel = np.flatnonzero(is_booked[chunk.first_row : chunk.first_row + chunk.rows])
-        if len(sel):
+        lo, hi = np.searchsorted(booked, [chunk.first_row, chunk.first_row + chunk.rows])
+        if hi > lo:
             records, batch_row = source.read_chunk(chunk)
-            where = rank[sel + chunk.first_row]
-            out[where] = records[sel]
-            out_batch[where] = batch_row[sel]
-    columns = {"row": booked, "batch_row": out_batch} | {n: out[n] for n in RECORD_FIELDS}
+            local = booked[lo:hi] - chunk.first_row
+            out[lo:hi] = records[local]
+            out_batch[lo:hi] = batch_row[local]
+    order = np.lexsort((out["terminal_serial"], out["terminal_id"]))
+    columns = {"row": booked[order], "batch_row": out_batch[order]}
+    columns |= {n: out[n][order] for n in RECORD_FIELDS}
     pq.write_table(pa.table(columns), path)
 
 

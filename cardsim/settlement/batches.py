@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from cardsim.records.keys import KeyRegistry
+from cardsim.records.layout import HEADER_SIZE
 from cardsim.settlement.reasons import PENDING, Alert, Reason
 
 UNSEEN = -1
@@ -21,7 +22,7 @@ def duplicate_candidates(batches: np.ndarray, headers: np.ndarray) -> np.ndarray
     """
     first: dict[bytes, int] = {}
     out = np.full(len(batches), UNSEEN, dtype=np.int64)
-    raw_headers = headers.view(np.uint8).reshape(len(headers), -1)
+    raw_headers = headers.view(np.uint8).reshape(len(headers), HEADER_SIZE)
     for b in range(len(batches)):
         key = raw_headers[b].tobytes() + batches["signature"][b].tobytes()
         out[b] = first.setdefault(key, b)

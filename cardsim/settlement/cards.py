@@ -1,63 +1,87 @@
-"""Card-side fraud signals among booked records: counter gaps and counter clashes (clones)."""
+"""Card-side fraud signals among booked records: counter gaps and counter clashes (clones).
+
+Both need the booked records grouped by card. Card ids below 2^32 (the norm) pack with the
+counter into one uint64 key; each chunk sorts its own keys on its worker thread and the global
+phase only merges the sorted runs. Rows are read back from the log only for the rare clash.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from cardsim.settlement.chunk import Columns
 from cardsim.settlement.reasons import Alert
+from cardsim.settlement.source import ChunkSource, fetch
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
-def counter_alerts(cols: Columns, booked: np.ndarray, batch_row: np.ndarray) -> list[tuple]:
-    """Gaps in each card's counters, and counters booked twice (a cloned card)."""
-    if len(booked) < 2:
-        return []
-    card, counter = cols.card_id[booked], cols.counter[booked]
-    if int(card.max()) < 2**32:
-        # Card ids this small are the norm: one packed key sorts by value alone, far faster
-        # than sorting row indices, and rows are looked up only for the rare clash.
-        key = (card << np.uint64(32)) | counter
-        sorted_key = np.sort(key)
-        s_card, s_counter = sorted_key >> np.uint64(32), (sorted_key & _LOW32).astype(np.int64)
-        clashing = np.unique(sorted_key[1:][sorted_key[1:] == sorted_key[:-1]])
-        suspects = booked[np.isin(key, clashing)] if len(clashing) else booked[:0]
+def counter_alerts(
+    source: ChunkSource,
+    outcome: np.ndarray,
+    runs: list[np.ndarray] | None,
+    batch_of: Callable[[np.ndarray], np.ndarray],
+) -> list[tuple]:
+    """Gaps in each card's counters, and counters booked twice (a cloned card).
+
+    `runs` are the chunks' sorted keys of exactly the booked records, or None to rebuild
+    them from the log and `outcome`.
+    """
+    if runs is None:
+        card, counter = _booked_by_card(source, outcome)
     else:
-        order = np.lexsort((counter, card))
-        s_card, s_counter = card[order], counter[order].astype(np.int64)
-        suspects = booked
-    same_card = s_card[1:] == s_card[:-1]
-    gap = np.flatnonzero(same_card & (s_counter[1:] > s_counter[:-1] + 1))
+        key = np.sort(np.concatenate(runs), kind="stable") if runs else np.empty(0, np.uint64)
+        card, counter = key >> np.uint64(32), (key & _LOW32).astype(np.int64)
+    same_card = card[1:] == card[:-1]
+    gap = np.flatnonzero(same_card & (counter[1:] > counter[:-1] + 1))
     alerts = [
         (
             Alert.CARD_COUNTER_GAP,
             -1,
-            int(s_card[i]),
-            int(s_counter[i]) + 1,
-            int(s_counter[i + 1]) - 1,
+            int(card[i]),
+            int(counter[i]) + 1,
+            int(counter[i + 1]) - 1,
             -1,
             -1,
         )
         for i in gap.tolist()
     ]
-    return alerts + _clashes(cols, suspects, batch_row)
+    clash = np.flatnonzero(same_card & (counter[1:] == counter[:-1]))
+    if len(clash):
+        alerts += _clashes(source, outcome, card[clash], batch_of)
+    return alerts
 
 
-def _clashes(cols: Columns, rows: np.ndarray, batch_row: np.ndarray) -> list[tuple]:
-    """Among `rows`, every booked record whose (card, counter) an earlier log row already had."""
-    rows = rows[np.lexsort((rows, cols.counter[rows], cols.card_id[rows]))]
-    card, counter = cols.card_id[rows], cols.counter[rows]
+def _booked_by_card(source: ChunkSource, outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cols = fetch(source, ["card_id", "card_counter"], np.flatnonzero(outcome == 0))
+    order = np.lexsort((cols["card_counter"], cols["card_id"]))
+    return cols["card_id"][order], cols["card_counter"][order].astype(np.int64)
+
+
+def _clashes(
+    source: ChunkSource,
+    outcome: np.ndarray,
+    cards: np.ndarray,
+    batch_of: Callable[[np.ndarray], np.ndarray],
+) -> list[tuple]:
+    """Every booked record whose (card, counter) an earlier log row already had."""
+    booked = np.flatnonzero(outcome == 0)
+    cols = fetch(source, ["card_id", "card_counter", "terminal_id"], booked)
+    mine = np.isin(cols["card_id"], cards)
+    rows = booked[mine]
+    card, counter, tid = (cols[n][mine] for n in ("card_id", "card_counter", "terminal_id"))
+    order = np.lexsort((rows, counter, card))
+    rows, card, counter, tid = rows[order], card[order], counter[order], tid[order]
     clash = np.flatnonzero((card[1:] == card[:-1]) & (counter[1:] == counter[:-1])) + 1
     return [
-        (
-            Alert.CARD_COUNTER_CLASH,
-            int(cols.rid[r] >> np.uint64(32)),
-            int(card[i]),
-            int(counter[i]),
-            int(counter[i]),
-            int(batch_row[r]),
-            int(r),
+        (Alert.CARD_COUNTER_CLASH, t, c, k, k, b, r)
+        for t, c, k, b, r in zip(
+            tid[clash].tolist(),
+            card[clash].tolist(),
+            counter[clash].tolist(),
+            batch_of(rows[clash]).tolist(),
+            rows[clash].tolist(),
+            strict=True,
         )
-        for i, r in zip(clash.tolist(), rows[clash].tolist(), strict=True)
     ]

@@ -14,36 +14,40 @@ import numpy as np
 from cardsim.records.batch import batch_digest, signature_ok
 from cardsim.records.codes import FIRST_PAYEE, Domain, Kind
 from cardsim.records.keys import KeyRegistry, compute_tacs
-from cardsim.records.layout import KNOWN_FLAGS, MAX_AMOUNT_FEN
+from cardsim.records.layout import HEADER_SIZE, KNOWN_FLAGS, MAX_AMOUNT_FEN
 from cardsim.records.log import Chunk
-from cardsim.settlement.reasons import Reason
+from cardsim.settlement.grouping import Sums
+from cardsim.settlement.positions import flow_sums
+from cardsim.settlement.reasons import Alert, Reason
 from cardsim.settlement.source import ChunkSource
 
 
-@dataclass
 class BatchPlan:
-    """What the batch pre-pass decided, read by every chunk."""
+    """What the batch pre-pass decided, read by every chunk, with per-batch values unpacked
+    once so that the per-batch loop does no numpy indexing."""
 
-    batches: np.ndarray
-    headers: np.ndarray
-    verify: np.ndarray
-    """bool per batch: verify its signature (not a repeat candidate, not pending, key fine)."""
-    registry: KeyRegistry
+    def __init__(
+        self, batches: np.ndarray, headers: np.ndarray, verify: np.ndarray, registry: KeyRegistry
+    ) -> None:
+        self.batches = batches
+        self.headers = [
+            h.tobytes() for h in headers.view(np.uint8).reshape(len(headers), HEADER_SIZE)
+        ]
+        self.verify = verify
+        """bool per batch: verify its signature (not a repeat candidate, not pending, key ok)."""
+        self.registry = registry
+        self.signatures = [s.tobytes() for s in batches["signature"]]
+        self.keys = [
+            registry.public_key(k) if v else None
+            for k, v in zip(batches["key_id"].tolist(), verify.tolist(), strict=True)
+        ]
 
 
-class Columns:
-    """The compact per-record and per-batch state kept for the whole log after its chunk pass."""
+class LogState:
+    """What the kernel keeps for the whole log: one status byte per record, and per batch its
+    digest, checks and place in the log."""
 
     def __init__(self, rows: int, n_batches: int) -> None:
-        self.rid = np.zeros(rows, np.uint64)
-        """terminal_id << 32 | terminal_serial: the record's identity as one sortable key."""
-        self.card_id = np.zeros(rows, np.uint64)
-        self.counter = np.zeros(rows, np.uint32)
-        self.amount = np.zeros(rows, np.int64)
-        self.kind = np.zeros(rows, np.uint8)
-        self.domain = np.zeros(rows, np.uint8)
-        self.payee = np.zeros(rows, np.uint32)
-        self.tac = np.zeros(rows, np.uint64)
         self.status = np.zeros(rows, np.uint8)
         """Record-level outcome so far: 0, MALFORMED_RECORD or BAD_TAC."""
         self.digest = np.zeros((n_batches, 32), np.uint8)
@@ -53,12 +57,25 @@ class Columns:
         self.length = np.zeros(n_batches, np.int64)
 
 
-def process_chunk(source: ChunkSource, chunk: Chunk, plan: BatchPlan, out: Columns) -> int:
-    """Run the chunk pass over one chunk, writing into `out`; returns the rows done."""
+@dataclass
+class ChunkResult:
+    """What one chunk hands to the global phase besides its rows of `LogState`."""
+
+    rows: int
+    flows: Sums
+    """Amounts of the chunk's bookable records summed per (payee, kind, domain)."""
+    card_keys: np.ndarray | None
+    """Sorted card_id << 32 | card_counter of bookable records; None if a card id is >= 2^32."""
+    inner_gaps: list[tuple[int, ...]]
+    """TERMINAL_SERIAL_GAP alerts for serials skipped inside accepted batches."""
+
+
+def process_chunk(source: ChunkSource, chunk: Chunk, plan: BatchPlan, out: LogState) -> ChunkResult:
+    """Run the chunk pass over one chunk, writing its rows and batches into `out`."""
     records, batch_row = source.read_chunk(chunk)
     n = len(records)
     if n == 0:
-        return 0
+        return ChunkResult(0, flow_sums(*(np.empty(0, np.uint32),) * 4), None, [])
     starts = np.flatnonzero(np.r_[True, batch_row[1:] != batch_row[:-1]])
     ends = np.r_[starts[1:], n]
     bids = batch_row[starts]
@@ -66,20 +83,94 @@ def process_chunk(source: ChunkSource, chunk: Chunk, plan: BatchPlan, out: Colum
     out.length[bids] = ends - starts
     structure = _structure_ok(records, batch_row, starts, ends, plan.batches)
     out.structure_ok[bids] = structure
+    _hash_and_verify(records, bids, starts, ends, structure, plan, out)
+    return check_records(
+        records,
+        batch_row,
+        out.signature_ok[batch_row],
+        chunk.first_row,
+        plan.registry.master_key,
+        out,
+    )
+
+
+def check_records(
+    records: np.ndarray,
+    batch_row: np.ndarray,
+    in_good_batch: np.ndarray,
+    first_row: int,
+    master_key: bytes,
+    out: LogState,
+) -> ChunkResult:
+    """Field and TAC checks on the records of good batches; their flows, card keys and gaps.
+
+    `records` are consecutive log rows starting at `first_row`.
+    """
+    n = len(records)
+    status = _record_status(records, in_good_batch, master_key)
+    out.status[first_row : first_row + n] = status
+    bookable = in_good_batch & (status == 0)
+    ok = records if bookable.all() else records[bookable]
+    return ChunkResult(
+        n,
+        flow_sums(ok["payee"], ok["kind"], ok["domain"], ok["amount_fen"]),
+        _card_keys(ok),
+        _inner_gaps(records, batch_row, in_good_batch),
+    )
+
+
+def _hash_and_verify(
+    records: np.ndarray,
+    bids: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    structure: np.ndarray,
+    plan: BatchPlan,
+    out: LogState,
+) -> None:
+    """Digest every batch of the chunk; verify the signature of those the plan says to."""
+    digests = []
     for b, s, e, ok in zip(
         bids.tolist(), starts.tolist(), ends.tolist(), structure.tolist(), strict=True
     ):
         digest = batch_digest(plan.headers[b], records[s:e])
-        out.digest[b] = np.frombuffer(digest, np.uint8)
-        if ok and plan.verify[b]:
-            key = plan.registry.public_key(int(plan.batches["key_id"][b]))
-            out.signature_ok[b] = signature_ok(key, plan.batches["signature"][b].tobytes(), digest)
-    rows = slice(chunk.first_row, chunk.first_row + n)
-    out.status[rows] = _record_status(
-        records, out.signature_ok[batch_row], plan.registry.master_key
-    )
-    _keep_columns(records, out, rows)
-    return n
+        digests.append(digest)
+        key = plan.keys[b]
+        if ok and key is not None:
+            out.signature_ok[b] = signature_ok(key, plan.signatures[b], digest)
+    out.digest[bids] = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
+
+
+def _card_keys(records: np.ndarray) -> np.ndarray | None:
+    card = records["card_id"]
+    if len(card) and int(card.max()) >= 2**32:
+        return None
+    key = card << np.uint64(32)
+    key |= records["card_counter"]
+    key.sort()
+    return key
+
+
+def _inner_gaps(
+    records: np.ndarray, batch_row: np.ndarray, in_good_batch: np.ndarray
+) -> list[tuple[int, ...]]:
+    serial = records["terminal_serial"]
+    # uint32 steps: exact where serials ascend, which accepted batches guarantee.
+    step = np.subtract(serial[1:], serial[:-1])
+    jump = np.flatnonzero((step > 1) & (batch_row[1:] == batch_row[:-1]) & in_good_batch[1:])
+    tid = records["terminal_id"]
+    return [
+        (
+            Alert.TERMINAL_SERIAL_GAP,
+            int(tid[i]),
+            -1,
+            int(serial[i]) + 1,
+            int(serial[i + 1]) - 1,
+            -1,
+            -1,
+        )
+        for i in jump.tolist()
+    ]
 
 
 def _structure_ok(
@@ -134,17 +225,3 @@ def _record_status(records: np.ndarray, in_good_batch: np.ndarray, master_key: b
         forged = compute_tacs(master_key, records[idx]) != records["tac"][idx]
         status[idx[forged]] = Reason.BAD_TAC
     return status
-
-
-def _keep_columns(records: np.ndarray, out: Columns, rows: slice) -> None:
-    rid = records["terminal_id"].astype(np.uint64)
-    rid <<= np.uint64(32)
-    rid |= records["terminal_serial"]
-    out.rid[rows] = rid
-    out.card_id[rows] = records["card_id"]
-    out.counter[rows] = records["card_counter"]
-    out.amount[rows] = records["amount_fen"]
-    out.kind[rows] = records["kind"]
-    out.domain[rows] = records["domain"]
-    out.payee[rows] = records["payee"]
-    out.tac[rows] = records["tac"]

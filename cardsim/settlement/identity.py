@@ -1,82 +1,103 @@
 """Exactly once: each record id (terminal_id, terminal_serial) is booked at most once.
 
-Records arrive in batches whose serials ascend, so ordering the accepted batches by
-(terminal, first serial) usually yields every record id in ascending order: one O(n) check
-then proves there is nothing to drop. Only when that check fails does the kernel sort.
+Records arrive in batches whose serials ascend (the chunk pass checked that), so if the
+accepted batches of each terminal cover disjoint serial ranges, no record id can repeat: one
+check per batch proves there is nothing to drop, and serial gaps are the gaps between those
+ranges plus the jumps inside batches. Only when ranges overlap does the kernel sort records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from cardsim.settlement.chunk import Columns
 from cardsim.settlement.reasons import Alert, Reason
+from cardsim.settlement.source import ChunkSource, fetch, record_ids
 
 
-def batch_ordered_rows(cols: Columns, batches: np.ndarray, accepted: np.ndarray) -> np.ndarray:
-    """Rows of the accepted batches, batches ordered by (terminal_id, first_serial, batch row)."""
-    idx = np.flatnonzero(accepted & (cols.length > 0))
+def disjoint_ranges(batches: np.ndarray, accepted: np.ndarray) -> tuple[bool, list[tuple]]:
+    """Do accepted batches cover disjoint serial ranges per terminal? If so, also the gaps
+    between consecutive ranges (TERMINAL_SERIAL_GAP alerts)."""
+    idx = np.flatnonzero(accepted & (batches["record_count"] > 0))
     order = idx[np.lexsort((idx, batches["first_serial"][idx], batches["terminal_id"][idx]))]
-    lengths = cols.length[order]
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(cols.start[order] - offsets, lengths) + np.arange(lengths.sum())
+    tid = batches["terminal_id"][order].astype(np.int64)
+    first = batches["first_serial"][order].astype(np.int64)
+    last = batches["last_serial"][order].astype(np.int64)
+    same = tid[1:] == tid[:-1]
+    if bool(np.any(same & (first[1:] <= last[:-1]))):
+        return False, []
+    gap = np.flatnonzero(same & (first[1:] > last[:-1] + 1))
+    return True, [
+        (
+            Alert.TERMINAL_SERIAL_GAP,
+            int(tid[i]),
+            -1,
+            int(last[i]) + 1,
+            int(first[i + 1]) - 1,
+            -1,
+            -1,
+        )
+        for i in gap.tolist()
+    ]
+
+
+CONTENT = [
+    "terminal_id",
+    "terminal_serial",
+    "card_id",
+    "card_counter",
+    "payee",
+    "amount_fen",
+    "kind",
+    "domain",
+    "tac",
+]
+"""Columns read back to compare repeated records; the TAC is a MAC over all 56 other bytes."""
 
 
 def drop_repeats(
-    cols: Columns, outcome: np.ndarray, ordered: np.ndarray, batch_row: np.ndarray
-) -> tuple[np.ndarray, list[tuple]]:
-    """Mark repeated record ids in `outcome`; return booked rows sorted by record id, and alerts.
+    source: ChunkSource, outcome: np.ndarray, batch_of: Callable[[np.ndarray], np.ndarray]
+) -> tuple[dict[str, np.ndarray], list[tuple]]:
+    """Mark repeated record ids in `outcome`; return the columns of the rows taken out of
+    booking (for the netting to subtract), and the alerts.
 
     The first occurrence in log order wins. A later copy with the same content is a
     DUPLICATE_RECORD; with different content it is a RECORD_CONFLICT and raises an alert.
     """
-    rows = ordered[outcome[ordered] == 0]
-    rid = cols.rid[rows]
-    if len(rid) < 2 or bool(np.all(rid[1:] > rid[:-1])):
-        return rows, []
-    rows = np.flatnonzero(outcome == 0)
-    rows = rows[np.argsort(cols.rid[rows], kind="stable")]
-    rid = cols.rid[rows]
+    candidates = np.flatnonzero(outcome == 0)
+    cols = fetch(source, CONTENT, candidates)
+    order = np.argsort(record_ids(cols), kind="stable")
+    cols = {n: c[order] for n, c in cols.items()}
+    rows = candidates[order]
+    rid = record_ids(cols)
     repeat = np.r_[False, rid[1:] == rid[:-1]]
-    first = rows[np.maximum.accumulate(np.where(~repeat, np.arange(len(rows)), 0))]
+    first = np.maximum.accumulate(np.where(~repeat, np.arange(len(rows)), 0))
     same = np.ones(len(rows), bool)
-    for column in (
-        cols.card_id,
-        cols.counter,
-        cols.amount,
-        cols.kind,
-        cols.domain,
-        cols.payee,
-        cols.tac,
-    ):
-        same &= column[rows] == column[first]
-    dup, conflict = rows[repeat & same], rows[repeat & ~same]
-    outcome[dup] = Reason.DUPLICATE_RECORD
-    outcome[conflict] = Reason.RECORD_CONFLICT
+    for column in cols.values():
+        same &= column == column[first]
+    outcome[rows[repeat & same]] = Reason.DUPLICATE_RECORD
+    conflict = repeat & ~same
+    outcome[rows[conflict]] = Reason.RECORD_CONFLICT
     alerts = [
-        (
-            Alert.RECORD_CONFLICT,
-            int(cols.rid[r] >> np.uint64(32)),
-            int(cols.card_id[r]),
-            int(cols.rid[r] & np.uint64(0xFFFFFFFF)),
-            int(cols.rid[r] & np.uint64(0xFFFFFFFF)),
-            int(batch_row[r]),
-            int(r),
+        (Alert.RECORD_CONFLICT, t, c, s, s, b, r)
+        for t, c, s, b, r in zip(
+            cols["terminal_id"][conflict].tolist(),
+            cols["card_id"][conflict].tolist(),
+            cols["terminal_serial"][conflict].tolist(),
+            batch_of(rows[conflict]).tolist(),
+            rows[conflict].tolist(),
+            strict=True,
         )
-        for r in conflict.tolist()
     ]
-    return rows[~repeat], alerts
+    return {n: c[repeat] for n, c in cols.items()}, alerts
 
 
-def serial_gaps(cols: Columns, ordered: np.ndarray) -> list[tuple]:
-    """Terminal serials missing between the records received in accepted batches."""
-    rid = cols.rid[ordered]
-    if len(rid) > 1 and not bool(np.all(rid[1:] > rid[:-1])):
-        rid = np.unique(rid)
-    if len(rid) < 2:
-        return []
-    tid = rid >> np.uint64(32)
-    serial = (rid & np.uint64(0xFFFFFFFF)).astype(np.int64)
+def serial_gaps(source: ChunkSource, accepted_rows: np.ndarray) -> list[tuple]:
+    """Terminal serials missing between the distinct record ids of the accepted batches."""
+    rid = np.sort(record_ids(fetch(source, ["terminal_id", "terminal_serial"], accepted_rows)))
+    rid = rid[np.r_[True, rid[1:] != rid[:-1]]] if len(rid) else rid
+    tid, serial = split_rid(rid)
     gap = np.flatnonzero((tid[1:] == tid[:-1]) & (serial[1:] > serial[:-1] + 1))
     return [
         (
@@ -90,3 +111,8 @@ def serial_gaps(cols: Columns, ordered: np.ndarray) -> list[tuple]:
         )
         for i in gap.tolist()
     ]
+
+
+def split_rid(rid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(terminal_id, terminal_serial) as int64 arrays from packed record ids."""
+    return ((rid >> np.uint64(32)).astype(np.int64), (rid & np.uint64(0xFFFFFFFF)).astype(np.int64))

@@ -17,13 +17,20 @@ from cardsim.records.keys import KeyRegistry
 from cardsim.records.log import LogReader, RecordLog
 from cardsim.settlement.batches import UNSEEN, chain_alerts, duplicate_candidates, pre_status
 from cardsim.settlement.cards import counter_alerts
-from cardsim.settlement.chunk import BatchPlan, Columns, process_chunk
+from cardsim.settlement.chunk import (
+    BatchPlan,
+    ChunkResult,
+    LogState,
+    check_records,
+    process_chunk,
+)
 from cardsim.settlement.fees import FeeSchedule
-from cardsim.settlement.identity import batch_ordered_rows, drop_repeats, serial_gaps
-from cardsim.settlement.positions import net_positions
-from cardsim.settlement.reasons import Alert, Reason
+from cardsim.settlement.grouping import merge_sums
+from cardsim.settlement.identity import disjoint_ranges, drop_repeats, serial_gaps
+from cardsim.settlement.positions import flow_sums, net_positions
+from cardsim.settlement.reasons import BOOKED, Alert, Reason
 from cardsim.settlement.result import Settlement, make_alerts
-from cardsim.settlement.source import ChunkSource, as_source
+from cardsim.settlement.source import ChunkSource, as_source, fetch
 
 Progress = Callable[[int], None]
 """Called with the number of records just finished."""
@@ -48,55 +55,61 @@ def settle(
     candidate = duplicate_candidates(batches, headers)
     pre = pre_status(batches, registry, cutoff_ms)
     plan = BatchPlan(batches, headers, (candidate == UNSEEN) & (pre == 0), registry)
-    cols = Columns(source.rows, len(batches))
-    _chunk_pass(source, plan, cols, workers, progress)
+    cols = LogState(source.rows, len(batches))
+    parts = _chunk_pass(source, plan, cols, workers, progress)
     _hash_empty_batches(headers, cols)
     status = _batch_status(plan, candidate, pre, cols)
-    batch_row = _batch_row_of_each_record(cols, source.rows)
-    outcome = status[batch_row]
-    outcome[outcome == 0] = cols.status[outcome == 0]
+    parts += _late_batches(source, plan, cols, status, candidate)
+    outcome = _outcome(cols, status)
+    batch_of = _batch_locator(cols)
     accepted = status == 0
-    ordered = batch_ordered_rows(cols, batches, accepted)
-    booked, alerts = drop_repeats(cols, outcome, ordered, batch_row)
+    disjoint, alerts = disjoint_ranges(batches, accepted)
+    flows = merge_sums([p.flows for p in parts])
+    sorted_keys = [p.card_keys for p in parts if p.card_keys is not None]
+    runs = sorted_keys if len(sorted_keys) == len(parts) else None
+    if disjoint:
+        alerts += [gap for p in parts for gap in p.inner_gaps]
+    else:
+        gone, conflicts = drop_repeats(source, outcome, batch_of)
+        alerts += conflicts + serial_gaps(source, _rows_of(cols, accepted))
+        dropped = flow_sums(gone["payee"], gone["kind"], gone["domain"], gone["amount_fen"])
+        flows = merge_sums([flows, dropped.negated()])
+        runs = None if len(dropped.keys) else runs
     alerts += _batch_reject_alerts(batches, status)
-    alerts += _forged(cols, outcome, batch_row)
+    alerts += _forged(source, outcome, batch_of)
     alerts += chain_alerts(batches, accepted, cols.digest)
-    alerts += serial_gaps(cols, ordered)
-    alerts += counter_alerts(cols, booked, batch_row)
-    positions = net_positions(
-        cols.payee[booked],
-        cols.kind[booked],
-        cols.domain[booked],
-        cols.amount[booked],
-        fees or FeeSchedule(),
-    )
+    alerts += counter_alerts(source, outcome, runs, batch_of)
+    positions = net_positions(flows, fees or FeeSchedule())
+    booked = np.flatnonzero(outcome == BOOKED)
     return Settlement(outcome, booked, make_alerts(alerts), positions)
 
 
 def _chunk_pass(
-    source: ChunkSource, plan: BatchPlan, cols: Columns, workers: int, progress: Progress | None
-) -> None:
+    source: ChunkSource, plan: BatchPlan, cols: LogState, workers: int, progress: Progress | None
+) -> list[ChunkResult]:
+    results: list[ChunkResult] = []
     if workers <= 1:
         for chunk in source.chunks:
-            done = process_chunk(source, chunk, plan, cols)
+            results.append(process_chunk(source, chunk, plan, cols))
             if progress:
-                progress(done)
-        return
+                progress(results[-1].rows)
+        return results
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(process_chunk, source, c, plan, cols) for c in source.chunks]
         for future in futures:
-            done = future.result()
+            results.append(future.result())
             if progress:
-                progress(done)
+                progress(results[-1].rows)
+    return results
 
 
-def _hash_empty_batches(headers: np.ndarray, cols: Columns) -> None:
+def _hash_empty_batches(headers: np.ndarray, cols: LogState) -> None:
     for b in np.flatnonzero(cols.length == 0).tolist():
         cols.digest[b] = np.frombuffer(hashlib.sha256(headers[b].tobytes()).digest(), np.uint8)
 
 
 def _batch_status(
-    plan: BatchPlan, candidate: np.ndarray, pre: np.ndarray, cols: Columns
+    plan: BatchPlan, candidate: np.ndarray, pre: np.ndarray, cols: LogState
 ) -> np.ndarray:
     """The outcome each batch imposes on its records (0 = accepted, records decide)."""
     status = pre.copy()
@@ -113,19 +126,66 @@ def _batch_status(
         if status[b] != 0:
             continue
         key = plan.registry.public_key(int(plan.batches["key_id"][b]))
-        if signature_ok(key, plan.batches["signature"][b].tobytes(), digest):
-            # One Ed25519 signature valid for two different messages would be a forgery.
-            raise AssertionError(f"batch {b}: signature verifies for two different digests")
-        status[b] = Reason.BAD_SIGNATURE
+        # Usually a corrupted copy of a good batch; but the first upload may have been the
+        # corrupted one, and then this later copy is the genuine batch.
+        if signature_ok(key, plan.signatures[b], digest):
+            cols.signature_ok[b] = True
+        else:
+            status[b] = Reason.BAD_SIGNATURE
     return status
 
 
-def _batch_row_of_each_record(cols: Columns, rows: int) -> np.ndarray:
-    present = np.flatnonzero(cols.length > 0)
-    batch_row = np.repeat(present, cols.length[present])
-    if len(batch_row) != rows:
+def _late_batches(
+    source: ChunkSource, plan: BatchPlan, cols: LogState, status: np.ndarray, candidate: np.ndarray
+) -> list[ChunkResult]:
+    """Record checks for repeat candidates that turned out to be genuine (rare)."""
+    late = np.flatnonzero((candidate != UNSEEN) & (status == 0) & (cols.length > 0)).tolist()
+    results = []
+    for b in late:
+        first, n = int(cols.start[b]), int(cols.length[b])
+        chunk = next(c for c in source.chunks if c.first_row <= first < c.first_row + c.rows)
+        records, batch_row = source.read_chunk(chunk)
+        part = slice(first - chunk.first_row, first - chunk.first_row + n)
+        results.append(
+            check_records(
+                records[part],
+                batch_row[part],
+                np.ones(n, bool),
+                first,
+                plan.registry.master_key,
+                cols,
+            )
+        )
+    return results
+
+
+def _outcome(cols: LogState, status: np.ndarray) -> np.ndarray:
+    """Record-level outcomes, overwritten by the batch outcome wherever a batch was refused."""
+    if int(cols.length.sum()) != len(cols.status):
         raise AssertionError("chunk pass did not cover every record")
-    return batch_row
+    outcome = cols.status.copy()
+    for b in np.flatnonzero((status != 0) & (cols.length > 0)).tolist():
+        outcome[cols.start[b] : cols.start[b] + cols.length[b]] = status[b]
+    return outcome
+
+
+def _batch_locator(cols: LogState) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from log rows to their batch rows (batches are stored in ascending order)."""
+    present = np.flatnonzero(cols.length > 0)
+    starts = cols.start[present]
+
+    def batch_of(rows: np.ndarray) -> np.ndarray:
+        return present[np.searchsorted(starts, rows, side="right") - 1]
+
+    return batch_of
+
+
+def _rows_of(cols: LogState, accepted: np.ndarray) -> np.ndarray:
+    """All log rows of the accepted batches."""
+    idx = np.flatnonzero(accepted & (cols.length > 0))
+    lengths = cols.length[idx]
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(cols.start[idx] - offsets, lengths) + np.arange(lengths.sum())
 
 
 def _batch_reject_alerts(batches: np.ndarray, status: np.ndarray) -> list[tuple]:
@@ -147,17 +207,18 @@ def _batch_reject_alerts(batches: np.ndarray, status: np.ndarray) -> list[tuple]
     return alerts
 
 
-def _forged(cols: Columns, outcome: np.ndarray, batch_row: np.ndarray) -> list[tuple]:
+def _forged(
+    source: ChunkSource, outcome: np.ndarray, batch_of: Callable[[np.ndarray], np.ndarray]
+) -> list[tuple]:
     rows = np.flatnonzero(outcome == Reason.BAD_TAC)
-    rid = cols.rid[rows]
-    tid, serial = rid >> np.uint64(32), rid & np.uint64(0xFFFFFFFF)
+    cols = fetch(source, ["terminal_id", "terminal_serial", "card_id"], rows)
     return [
         (Alert.FORGED_RECORD, t, c, s, s, b, r)
-        for t, c, s, b, r in zip(
-            tid.tolist(),
-            cols.card_id[rows].tolist(),
-            serial.tolist(),
-            batch_row[rows].tolist(),
+        for t, s, c, b, r in zip(
+            cols["terminal_id"].tolist(),
+            cols["terminal_serial"].tolist(),
+            cols["card_id"].tolist(),
+            batch_of(rows).tolist(),
             rows.tolist(),
             strict=True,
         )

@@ -64,10 +64,7 @@ def reference_settle(
     _check_records(log, registry, accepted, rows_of, outcome, alerts)
     alerts += _batch_alerts(log, accepted, digests)
     alerts += _serial_gaps(log, accepted, rows_of)
-    booked = sorted(
-        (r for r, o in enumerate(outcome) if o == BOOKED),
-        key=lambda r: (int(log.records[r]["terminal_id"]), int(log.records[r]["terminal_serial"])),
-    )
+    booked = [r for r, o in enumerate(outcome) if o == BOOKED]
     alerts += _card_alerts(log, booked)
     return Settlement(
         np.array(outcome, dtype=np.uint8),

@@ -40,7 +40,7 @@ class Settlement:
     outcome: np.ndarray
     """uint8 per log row: 0 booked, 255 pending, else a Reason value."""
     booked: np.ndarray
-    """Log rows of the booked records, ordered by (terminal_id, terminal_serial)."""
+    """Log rows of the booked records, ascending."""
     alerts: np.ndarray
     """ALERT_DTYPE rows in canonical order (every column ascending, code first)."""
     positions: np.ndarray

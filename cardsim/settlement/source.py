@@ -20,6 +20,10 @@ class ChunkSource(Protocol):
         """Records and batch rows of one chunk."""
         ...
 
+    def read_columns(self, chunk: Chunk, names: list[str]) -> dict[str, np.ndarray]:
+        """Some record fields (or batch_row) of one chunk."""
+        ...
+
 
 class MemorySource:
     """A RecordLog split on batch boundaries, as if it had been written to disk."""
@@ -39,6 +43,41 @@ class MemorySource:
         """The chunk's rows (views, no copy)."""
         stop = chunk.first_row + chunk.rows
         return self.log.records[chunk.first_row : stop], self.log.batch_row[chunk.first_row : stop]
+
+    def read_columns(self, chunk: Chunk, names: list[str]) -> dict[str, np.ndarray]:
+        """Fields of the chunk's rows (views)."""
+        records, batch_row = self.read_chunk(chunk)
+        return {n: batch_row if n == "batch_row" else records[n] for n in names}
+
+
+def fetch(
+    source: ChunkSource, names: list[str], rows: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Columns of the given log rows (ascending), or of every row, read chunk by chunk.
+
+    The kernel keeps one status byte per record; whatever it needs of the records later
+    (rare: alerts, overlapping uploads) it reads back from the log through here.
+    """
+    parts: list[dict[str, np.ndarray]] = []
+    for chunk in source.chunks:
+        if rows is None:
+            parts.append(source.read_columns(chunk, names))
+            continue
+        lo, hi = np.searchsorted(rows, [chunk.first_row, chunk.first_row + chunk.rows])
+        if hi > lo:
+            columns = source.read_columns(chunk, names)
+            local = rows[lo:hi] - chunk.first_row
+            parts.append({n: columns[n][local] for n in names})
+    if not parts:
+        return {n: np.empty(0, np.int64) for n in names}
+    return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
+
+def record_ids(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """terminal_id << 32 | terminal_serial: a record's identity as one sortable uint64."""
+    rid = columns["terminal_id"].astype(np.uint64) << np.uint64(32)
+    rid |= columns["terminal_serial"]
+    return rid
 
 
 def as_source(log: LogReader | RecordLog) -> ChunkSource:

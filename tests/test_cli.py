@@ -1,0 +1,171 @@
+"""End-to-end runs of the `cardsim` command, as a user or a script would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cardsim.records.keys import load_registry
+from cardsim.records.log import RECORDS_FILE, LogReader
+from cardsim.settlement.kernel import settle
+
+
+def cardsim(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cardsim", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def bench_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench") / "run"
+    done = cardsim(
+        "bench",
+        "--records",
+        "20000",
+        "--terminals",
+        "200",
+        "--batch-size",
+        "64",
+        "--out",
+        out,
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    return out, json.loads(done.stdout)
+
+
+def test_bench_json_has_the_contract_fields(bench_out: tuple[Path, dict]) -> None:
+    out, figures = bench_out
+    for key in ("records", "records_per_s", "floor_records_per_s", "ratio_to_floor"):
+        assert figures[key] > 0
+    assert figures["net_positions_sum_fen"] == 0
+    assert figures["booked"] + figures["rejected"] + figures["pending"] == figures["records"]
+    assert (out / "records" / RECORDS_FILE).exists()
+    assert (out / "keys.json").exists()
+
+
+def test_bench_table_is_readable() -> None:
+    done = cardsim("bench", "--records", "3000", "--terminals", "20")
+    assert done.returncode == 0, done.stderr
+    assert "ratio to floor" in done.stdout
+    assert "records/s" in done.stdout
+
+
+def test_settle_writes_every_file_and_matches_the_library(bench_out, tmp_path: Path) -> None:
+    out, figures = bench_out
+    target = tmp_path / "settled"
+    done = cardsim("settle", out / "records", "--keys", out / "keys.json", "--out", target)
+    assert done.returncode == 0, done.stderr
+    for name in (
+        "settlement.csv",
+        "rejects.parquet",
+        "alerts.parquet",
+        "booked.parquet",
+        "summary.json",
+    ):
+        assert (target / name).exists(), name
+    summary = json.loads((target / "summary.json").read_text())
+    assert summary["checks"] == {
+        "every_record_in_one_place": True,
+        "net_positions_sum_to_zero": True,
+    }
+    assert summary["records"]["booked"] == figures["booked"]
+    positions = pd.read_csv(target / "settlement.csv")
+    assert positions["net_fen"].sum() == 0
+    assert positions["net_fen"].dtype == np.int64
+    direct = settle(LogReader(out / "records"), load_registry(out / "keys.json"))
+    np.testing.assert_array_equal(positions["net_fen"].to_numpy(), direct.positions["net_fen"])
+    booked = pd.read_parquet(target / "booked.parquet")
+    assert len(booked) == summary["records"]["booked"]
+    assert booked.set_index(["terminal_id", "terminal_serial"]).index.is_monotonic_increasing
+    rejects = pd.read_parquet(target / "rejects.parquet")
+    assert len(rejects) == summary["records"]["rejected"] + summary["records"]["pending"]
+    assert set(rejects["reason_name"]) <= {"DUPLICATE_BATCH", "BAD_SIGNATURE", "BAD_TAC"}
+    alerts = pd.read_parquet(target / "alerts.parquet")
+    assert {"FORGED_RECORD", "TAMPERED_BATCH"} <= set(alerts["alert"])
+
+
+def test_two_workers_write_identical_files(bench_out, tmp_path: Path) -> None:
+    out, _ = bench_out
+    for workers in ("1", "2"):
+        done = cardsim(
+            "settle",
+            out / "records",
+            "--keys",
+            out / "keys.json",
+            "--out",
+            tmp_path / workers,
+            "--workers",
+            workers,
+        )
+        assert done.returncode == 0, done.stderr
+    for name in ("settlement.csv", "summary.json"):
+        one = (tmp_path / "1" / name).read_text()
+        two = (tmp_path / "2" / name).read_text()
+        assert one == two
+    for name in ("booked.parquet", "alerts.parquet", "rejects.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "1" / name), pd.read_parquet(tmp_path / "2" / name)
+        )
+
+
+def _assert_clean_failure(done: subprocess.CompletedProcess[str], fragment: str, out: Path) -> None:
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("cardsim: error: ")
+    assert fragment in lines[0]
+    assert not out.exists()
+
+
+def test_missing_log(tmp_path: Path, bench_out) -> None:
+    out, _ = bench_out
+    done = cardsim(
+        "settle", tmp_path / "nope", "--keys", out / "keys.json", "--out", tmp_path / "o"
+    )
+    _assert_clean_failure(done, "not a record log folder", tmp_path / "o")
+
+
+def test_corrupt_log(tmp_path: Path, bench_out) -> None:
+    out, _ = bench_out
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("records.parquet", "batches.parquet"):
+        data = (out / "records" / name).read_bytes()
+        (broken / name).write_bytes(data[: len(data) * 2 // 3] if name == RECORDS_FILE else data)
+    done = cardsim("settle", broken, "--keys", out / "keys.json", "--out", tmp_path / "o")
+    _assert_clean_failure(done, "records.parquet", tmp_path / "o")
+
+
+def test_malformed_keys(tmp_path: Path, bench_out) -> None:
+    out, _ = bench_out
+    keys = tmp_path / "keys.json"
+    keys.write_text('{"schema": "cardsim.keys/1", "issuer": {}}')
+    done = cardsim("settle", out / "records", "--keys", keys, "--out", tmp_path / "o")
+    _assert_clean_failure(done, "keys.json", tmp_path / "o")
+
+
+def test_bad_option(tmp_path: Path, bench_out) -> None:
+    out, _ = bench_out
+    done = cardsim(
+        "settle",
+        out / "records",
+        "--keys",
+        out / "keys.json",
+        "--out",
+        tmp_path / "o",
+        "--fee-bp",
+        "tram=5",
+    )
+    _assert_clean_failure(done, "DOMAIN one of bus, bike, hospital, pos, topup", tmp_path / "o")
