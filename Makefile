@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/pytest benchmarks --benchmark-only --benchmark-group-by=group --benchmark-json=out/bench.json
+	mkdir -p out
+	$(BIN)/pytest benchmarks --benchmark-group-by=group --benchmark-columns=min,median,rounds --benchmark-json=out/bench.json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .benchmarks

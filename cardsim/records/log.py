@@ -219,6 +219,13 @@ class LogReader:
 
     def read_chunk(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
         """The chunk's records (RECORD_DTYPE) and the batch row of each."""
+        records, batch_row, _ = self.read_chunk_columns(chunk)
+        return records, batch_row
+
+    def read_chunk_columns(
+        self, chunk: Chunk
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Records and batch rows of one chunk, and the same fields as contiguous columns."""
         try:
             table = _open(self.records_path).read_row_groups(
                 list(chunk.row_groups), use_threads=False
@@ -229,11 +236,13 @@ class LogReader:
                 f"corrupt Parquet data in rows {chunk.first_row}.. ({_first_line(exc)})",
             ) from None
         records = np.empty(table.num_rows, dtype=RECORD_DTYPE)
+        columns = {}
         for name in RECORD_FIELDS:
-            records[name] = _column(self.records_path, table, name)
+            columns[name] = _column(self.records_path, table, name)
+            records[name] = columns[name]
         batch_row = _column(self.records_path, table, "batch_row")
         _check_batch_rows(self.records_path, chunk, batch_row, len(self.batches))
-        return records, batch_row
+        return records, batch_row, columns
 
     def read_columns(self, chunk: Chunk, names: list[str]) -> dict[str, np.ndarray]:
         """Some columns of one chunk (record field names or batch_row), without assembling."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from cardsim.records.batch import header_array, signature_ok
 from cardsim.records.keys import KeyRegistry
+from cardsim.records.layout import RECORD_FIELDS
 from cardsim.records.log import LogReader, RecordLog
 from cardsim.settlement.batches import UNSEEN, chain_alerts, duplicate_candidates, pre_status
 from cardsim.settlement.cards import counter_alerts
@@ -78,7 +79,7 @@ def settle(
     alerts += _batch_reject_alerts(batches, status)
     alerts += _forged(source, outcome, batch_of)
     alerts += chain_alerts(batches, accepted, cols.digest)
-    alerts += counter_alerts(source, outcome, runs, batch_of)
+    alerts += counter_alerts(source, outcome, runs, batch_of, workers)
     positions = net_positions(flows, fees or FeeSchedule())
     booked = np.flatnonzero(outcome == BOOKED)
     return Settlement(outcome, booked, make_alerts(alerts), positions)
@@ -149,6 +150,7 @@ def _late_batches(
         results.append(
             check_records(
                 records[part],
+                {name: records[part][name] for name in RECORD_FIELDS},
                 batch_row[part],
                 np.ones(n, bool),
                 first,

@@ -6,6 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
+from cardsim.records.layout import RECORD_FIELDS
 from cardsim.records.log import Chunk, LogReader, RecordLog, row_groups
 
 
@@ -22,6 +23,12 @@ class ChunkSource(Protocol):
 
     def read_columns(self, chunk: Chunk, names: list[str]) -> dict[str, np.ndarray]:
         """Some record fields (or batch_row) of one chunk."""
+        ...
+
+    def read_chunk_columns(
+        self, chunk: Chunk
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Records, batch rows, and every record field as an array."""
         ...
 
 
@@ -43,6 +50,13 @@ class MemorySource:
         """The chunk's rows (views, no copy)."""
         stop = chunk.first_row + chunk.rows
         return self.log.records[chunk.first_row : stop], self.log.batch_row[chunk.first_row : stop]
+
+    def read_chunk_columns(
+        self, chunk: Chunk
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Records, batch rows and field views of one chunk."""
+        records, batch_row = self.read_chunk(chunk)
+        return records, batch_row, {n: records[n] for n in RECORD_FIELDS}
 
     def read_columns(self, chunk: Chunk, names: list[str]) -> dict[str, np.ndarray]:
         """Fields of the chunk's rows (views)."""

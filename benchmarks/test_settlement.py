@@ -1,0 +1,171 @@
+"""Settlement throughput against the crypto floor and the baselines, all in one run.
+
+Groups (`make bench` prints them side by side):
+- settle-10M: the kernel on 1 and 2 workers, the crypto floor on 1 and 2 threads (SHA-256
+  over every batch plus one Ed25519 verification per batch), the TAC check alone, and the
+  one-signature-per-record baseline.
+- netting-10M: the kernel's integer netting against a pandas group-by.
+- batch-size-sweep: the kernel and the floor at batch sizes 64, 256, 1,024 and 4,096.
+
+Each benchmark puts records/s in extra_info; ratios are computed from measurements of this
+same run and stored in extra_info too. Nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from benchmarks.conftest import RECORDS, TERMINALS
+from cardsim.bench import PeakRss, crypto_floor_s, tac_floor_s
+from cardsim.records.keys import KeyRegistry
+from cardsim.records.log import LogReader
+from cardsim.settlement.fees import FeeSchedule
+from cardsim.settlement.kernel import settle
+from cardsim.settlement.positions import flow_sums, net_positions
+
+MAIN_BATCH = 1_000
+SWEEP = [64, 256, 1_024, 4_096]
+SIGNED_SAMPLE = 100_000
+"""Records signed and verified one by one for the per-record baseline. At ~10,000 verifies/s
+a full 10-million-record run would take 17 minutes; the rate per record does not depend on
+how many there are, so a sample of this size measures it to within noise."""
+
+RESULTS: dict[str, float] = {}
+
+
+def _record(benchmark, name: str, records: int, **extra: object) -> None:
+    seconds = benchmark.stats.stats.min
+    RESULTS[name] = seconds
+    benchmark.extra_info.update(
+        {
+            "records": records,
+            "records_per_s": round(records / seconds),
+            "terminals": TERMINALS,
+            **extra,
+        }
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_crypto_floor(benchmark, logs, workers: int) -> None:
+    benchmark.group = "settle-10M"
+    day, _ = logs(MAIN_BATCH)
+    benchmark.pedantic(
+        lambda: crypto_floor_s(day.log, day.registry, workers), rounds=3, iterations=1
+    )
+    _record(benchmark, f"floor-{workers}", len(day.log.records), workers=workers)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_settle(benchmark, logs, workers: int) -> None:
+    benchmark.group = "settle-10M"
+    day, path = logs(MAIN_BATCH)
+    result = benchmark.pedantic(
+        lambda: settle(LogReader(path), day.registry, workers=workers),
+        rounds=3,
+        iterations=1,
+        warmup_rounds=0,
+    )
+    assert int(result.positions["net_fen"].sum()) == 0
+    with PeakRss() as rss:
+        settle(LogReader(path), day.registry, workers=workers)
+    raw = day.log.records.nbytes
+    _record(
+        benchmark,
+        f"settle-{workers}",
+        len(day.log.records),
+        workers=workers,
+        peak_memory_bytes=rss.peak_bytes,
+        peak_memory_to_raw=round(rss.peak_bytes / raw, 3),
+    )
+    floor = RESULTS.get(f"floor-{workers}")
+    if floor:
+        benchmark.extra_info["ratio_to_floor"] = round(floor / RESULTS[f"settle-{workers}"], 3)
+    if workers == 2 and "settle-1" in RESULTS:
+        benchmark.extra_info["speedup_vs_1_worker"] = round(
+            RESULTS["settle-1"] / RESULTS["settle-2"], 3
+        )
+
+
+def test_tac_check_alone(benchmark, logs) -> None:
+    benchmark.group = "settle-10M"
+    day, _ = logs(MAIN_BATCH)
+    benchmark.pedantic(lambda: tac_floor_s(day.log, day.registry), rounds=3, iterations=1)
+    _record(benchmark, "tac", len(day.log.records))
+
+
+def test_baseline_one_signature_per_record_100k_sample(benchmark, logs) -> None:
+    benchmark.group = "settle-10M"
+    day, _ = logs(MAIN_BATCH)
+    records = day.log.records[:SIGNED_SAMPLE]
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    public = key.public_key()
+    messages = [r.tobytes() for r in records]
+    signatures = [key.sign(m) for m in messages]
+
+    def verify_each() -> None:
+        for message, signature in zip(messages, signatures, strict=True):
+            public.verify(signature, message)
+
+    benchmark.pedantic(verify_each, rounds=1, iterations=1)
+    _record(
+        benchmark,
+        "per-record",
+        len(records),
+        measured_on_records=len(records),
+        projected_seconds_for_log=round(
+            benchmark.stats.stats.min * len(day.log.records) / len(records), 1
+        ),
+    )
+
+
+def test_netting_numpy(benchmark, logs) -> None:
+    benchmark.group = "netting-10M"
+    rec = logs(MAIN_BATCH)[0].log.records
+    cols = [np.ascontiguousarray(rec[n]) for n in ("payee", "kind", "domain", "amount_fen")]
+    positions = benchmark.pedantic(
+        lambda: net_positions(flow_sums(*cols), FeeSchedule()), rounds=3, iterations=1
+    )
+    RESULTS["netting-numpy-net"] = float(positions["net_fen"].sum())
+    _record(benchmark, "netting-numpy", len(rec))
+
+
+def test_baseline_pandas_groupby_netting(benchmark, logs) -> None:
+    benchmark.group = "netting-10M"
+    rec = logs(MAIN_BATCH)[0].log.records
+    frame = pd.DataFrame({n: rec[n] for n in ("payee", "kind", "domain", "amount_fen")})
+
+    def pandas_netting() -> pd.Series:
+        flows = frame.groupby(["payee", "kind", "domain"], sort=True)["amount_fen"].sum()
+        return flows.groupby(level="payee").sum()
+
+    benchmark.pedantic(pandas_netting, rounds=3, iterations=1)
+    _record(benchmark, "netting-pandas", len(rec))
+
+
+@pytest.mark.parametrize("batch_size", SWEEP)
+def test_batch_size_sweep(benchmark, logs, batch_size: int) -> None:
+    benchmark.group = "batch-size-sweep"
+    # 10 M records over 20,000 terminals is ~500 a terminal: a batch cannot exceed a terminal's
+    # day, so larger batch sizes get fewer terminals (two full batches each at least).
+    terminals = min(TERMINALS, max(1, RECORDS // (2 * batch_size)))
+    day, path = logs(batch_size, terminals)
+    registry: KeyRegistry = day.registry
+    benchmark.pedantic(lambda: settle(LogReader(path), registry), rounds=2, iterations=1)
+    begin = time.perf_counter()
+    floor_s = crypto_floor_s(day.log, registry, 1)
+    floor_s = min(floor_s, time.perf_counter() - begin)
+    _record(
+        benchmark,
+        f"sweep-{batch_size}",
+        len(day.log.records),
+        batch_size=batch_size,
+        batches=len(day.log.batches),
+        floor_records_per_s=round(len(day.log.records) / floor_s),
+        ratio_to_floor=round(floor_s / benchmark.stats.stats.min, 3),
+    )
