@@ -19,8 +19,10 @@ from cardsim.records.keys import load_registry
 from cardsim.records.log import LogReader, write_log
 from cardsim.results.atomic import atomic_folder
 from cardsim.results.settlement_files import write_settlement
-from cardsim.settlement.fees import DEFAULT_FEE_BP, FeeSchedule
+from cardsim.scenario import load_scenario
+from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle as settle_log
+from cardsim.settlement.params import SettlementParams, load_params
 
 app = typer.Typer(
     add_completion=False,
@@ -120,8 +122,8 @@ _BENCH_ROWS = [
 ]
 
 
-def _fee_schedule(specs: list[str]) -> FeeSchedule:
-    rates = dict(DEFAULT_FEE_BP)
+def _fee_schedule(specs: list[str], base: FeeSchedule) -> FeeSchedule:
+    rates = dict(base.bp)
     for spec in specs:
         name, _, value = spec.partition("=")
         try:
@@ -136,7 +138,7 @@ def _fee_schedule(specs: list[str]) -> FeeSchedule:
         if not 0 <= rate <= 10_000:
             raise typer.BadParameter(f"{spec!r}: basis points must be 0..10000")
         rates[domain] = rate
-    return FeeSchedule(rates)
+    return FeeSchedule(rates, base.payee_bp)
 
 
 @app.command()
@@ -156,22 +158,25 @@ def settle(
         int | None,
         typer.Option(
             help="Day cut-off, clearing-centre clock in ms since the Unix epoch: batches uploaded "
-            "later are pending."
+            "later are pending. Default: the log's settlement-params.json, else none."
         ),
     ] = None,
     fee_bp: Annotated[
         list[str] | None,
         typer.Option(
-            help="Fee rate DOMAIN=BP (repeatable), e.g. pos=60. Defaults: bus=50, pos=60, others 0."
+            help="Fee rate DOMAIN=BP (repeatable), e.g. pos=60. Default: the log's "
+            "settlement-params.json, else bus=50, pos=60, others 0."
         ),
     ] = None,
 ) -> None:
     """Settle any log in the documented format: writes settlement.csv, rejects.parquet,
     alerts.parquet, booked.parquet and summary.json (written last). Exit 0 when it settled:
     rejects are data, not failures."""
-    fees = _fee_schedule(fee_bp or [])
     registry = load_registry(keys)
     reader = LogReader(log)
+    params = load_params(log) or SettlementParams()
+    fees = _fee_schedule(fee_bp or [], params.fees)
+    cutoff_ms = params.cutoff_ms if cutoff_ms is None else cutoff_ms
     with _bar(reader.rows, "settling") as bar:
         result = settle_log(reader, registry, fees, cutoff_ms, workers, bar.update)
     with atomic_folder(out) as tmp:
@@ -185,6 +190,73 @@ def settle(
     )
     typer.echo(
         f"wrote {out}/settlement.csv, rejects.parquet, alerts.parquet, booked.parquet, summary.json"
+    )
+
+
+@app.command()
+@user_errors
+def run(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file (see scenarios/).")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    seed: Annotated[int, typer.Option(min=0, help="The run's one seed.")] = 1,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override a scenario field, KEY.PATH=VALUE (repeatable), e.g. clearing.workers=4.",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Settlement threads.")] = 1,
+) -> None:
+    """Simulate one city day and write DIR/records/ (the signed log), keys.json,
+    settlement.csv, rejects and alerts, by_domain.csv, by_hour.csv and summary.json (last)."""
+    from cardsim.runner import STAGES
+    from cardsim.runner import run as run_day
+
+    sc = load_scenario(scenario, set_ or [])
+    typer.echo(f"seed {seed}", err=True)
+    with tqdm(
+        total=len(STAGES), desc=sc.name, unit="stage", leave=False, disable=None, file=sys.stderr
+    ) as bar:
+
+        def stage(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        doc = run_day(sc, seed, out, stage, workers)
+    k, c = doc["kpis"], doc["conservation"]
+    typer.echo(
+        f"{sc.name}, seed {seed}: {k['transactions_total']:,} transactions, "
+        f"{k['records_booked']:,} booked, {k['records_pending']:,} pending, "
+        f"{k['records_rejected']:,} rejected, {k['declines_total']:,} declines"
+    )
+    typer.echo(
+        f"clearing: utilisation {k['clearing_utilization']:.3f}, mean wait "
+        f"{k['clearing_wait_mean_s']:.3f} s (+/- {k['clearing_wait_mean_s_ci95']:.3f}), "
+        f"tap to cleared p50/p95/p99 {k['tap_to_cleared_p50_s']} / "
+        f"{k['tap_to_cleared_p95_s']} / {k['tap_to_cleared_p99_s']} s"
+    )
+    typer.echo(
+        f"money conserved: {c['money_conserved']}; every record in one place: "
+        f"{c['records_in_one_place']}; net positions sum {k['net_positions_sum_fen']} fen"
+    )
+    typer.echo(f"wrote {out}/")
+
+
+@app.command()
+@user_errors
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field before checking, KEY.PATH=VALUE."),
+    ] = None,
+) -> None:
+    """Check a scenario file: every key known, every value within its bounds."""
+    sc = load_scenario(scenario, set_ or [])
+    typer.echo(
+        f"{scenario}: ok ({sc.name}: {sc.population.cards:,} cards, "
+        f"{sc.bus.vehicles:,} buses, {sc.clearing.workers} clearing workers)"
     )
 
 

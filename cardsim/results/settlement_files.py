@@ -125,13 +125,18 @@ def summary(settlement: Settlement, extra: dict[str, Any] | None = None) -> dict
 
 
 def write_settlement(
-    folder: Path, settlement: Settlement, source: ChunkSource, extra: dict[str, Any] | None = None
+    folder: Path,
+    settlement: Settlement,
+    source: ChunkSource,
+    extra: dict[str, Any] | None = None,
+    booked: bool = True,
 ) -> dict[str, Any]:
     """Write every settlement file into `folder` (a temporary folder: see results.atomic)."""
     positions_frame(settlement).to_csv(folder / "settlement.csv", index=False)
     rejects_frame(settlement, source).to_parquet(folder / "rejects.parquet", index=False)
     alerts_frame(settlement).to_parquet(folder / "alerts.parquet", index=False)
-    write_booked(folder / "booked.parquet", settlement, source)
+    if booked:
+        write_booked(folder / "booked.parquet", settlement, source)
     doc = summary(settlement, extra)
     (folder / "summary.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return doc

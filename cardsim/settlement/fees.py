@@ -27,11 +27,32 @@ class FeeSchedule:
     """
 
     bp: dict[Domain, int] = field(default_factory=lambda: dict(DEFAULT_FEE_BP))
+    payee_bp: dict[int, int] = field(default_factory=dict)
+    """Rates agreed with individual payees (merchant categories), overriding the domain's."""
 
     def __post_init__(self) -> None:
-        for domain, rate in self.bp.items():
+        for rate in [*self.bp.values(), *self.payee_bp.values()]:
             if not 0 <= rate <= 10_000:
-                raise ValueError(f"fee rate for {Domain(domain).name} must be 0..10000 bp")
+                raise ValueError(f"fee rates must be 0..10000 bp, got {rate}")
+
+    def rate(self, payee: int, domain: int) -> int:
+        """The rate for one payee in one domain."""
+        return self.payee_bp.get(payee, self.bp.get(Domain(domain), 0))
+
+    def rates(self, payees: np.ndarray) -> np.ndarray:
+        """Rates per (payee, domain): shape (len(payees), max(Domain) + 1), int64."""
+        out = np.tile(self.table(), (len(payees), 1))
+        for i, payee in enumerate(payees.tolist()):
+            if payee in self.payee_bp:
+                out[i, :] = self.payee_bp[payee]
+        return out
+
+    def to_json(self) -> dict[str, dict[str, int]]:
+        """The schedule as written into a log folder's settlement-params.json."""
+        return {
+            "domain_bp": {Domain(d).name.lower(): r for d, r in sorted(self.bp.items())},
+            "payee_bp": {str(p): r for p, r in sorted(self.payee_bp.items())},
+        }
 
     def table(self) -> np.ndarray:
         """Rates indexed by domain value (int64, length max(Domain) + 1)."""

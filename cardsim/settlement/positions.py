@@ -60,7 +60,7 @@ def net_positions(flows: Sums, fees: FeeSchedule) -> np.ndarray:
     gross = np.zeros((len(people), max(Domain) + 1), np.int64)
     debit = kind == Kind.DEBIT
     np.add.at(gross, (np.searchsorted(people, payee[debit]), domain[debit]), sums[debit])
-    fee = np.asarray(fee_fen(gross, fees.table()[np.newaxis, :])).sum(axis=1)
+    fee = np.asarray(fee_fen(gross, fees.rates(people))).sum(axis=1)
     fee[np.searchsorted(people, int(Participant.FEE_INCOME))] -= fee.sum()
     out = np.zeros(len(people), POSITION_DTYPE)
     out["participant"], out["received_fen"], out["paid_fen"] = people, received, paid

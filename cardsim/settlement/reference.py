@@ -270,7 +270,7 @@ def _positions(log: RecordLog, booked: list[int], fees: FeeSchedule) -> np.ndarr
             gross[(payee, int(rec["domain"]))] += amount
     fee: dict[int, int] = defaultdict(int)
     for (payee, domain), total in gross.items():
-        charged = (total * fees.bp.get(Domain(domain), 0) + 5000) // 10000
+        charged = (total * fees.rate(payee, domain) + 5000) // 10000
         fee[payee] += charged
         fee[int(Participant.FEE_INCOME)] -= charged
     people = sorted(set(received) | set(paid) | set(fee))

@@ -1,0 +1,68 @@
+"""Buses: offline validators, flat or distance fares, concessions, transfer discounts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cardsim.records.codes import Kind
+from cardsim.scenario import Bus
+from cardsim.sim.demand import COMMUTER, draw_times_s, poisson_count, profile
+from cardsim.sim.taps import Taps, make_taps
+from cardsim.sim.world import CARD_TYPES
+
+
+def base_fares_fen(bus: Bus, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Full fares before concessions: flat, or base + per km rounded to 10 fen."""
+    if bus.fare == "flat":
+        return np.full(n, bus.flat_fare_fen, np.int64)
+    km = rng.exponential(bus.mean_ride_km, n)
+    fare = bus.base_fare_fen + np.ceil(km) * bus.per_km_fen
+    return (np.round(fare / 10) * 10).astype(np.int64)
+
+
+def concession_fares_fen(fares: np.ndarray, card_type: np.ndarray, bus: Bus) -> np.ndarray:
+    """Fares after the card type's discount (basis points of the fare, rounded down)."""
+    bp = np.array([getattr(bus.concessions, t) for t in CARD_TYPES], np.int64)
+    return fares * (10_000 - bp[card_type]) // 10_000
+
+
+def transfer_discounts_fen(
+    card: np.ndarray, time_s: np.ndarray, fares: np.ndarray, bus: Bus
+) -> np.ndarray:
+    """Discount on a ride that starts within the transfer window of the same card's last ride."""
+    order = np.lexsort((time_s, card))
+    c, t = card[order], time_s[order]
+    transfer = np.r_[False, (c[1:] == c[:-1]) & (t[1:] - t[:-1] <= bus.transfer_window_s)]
+    discount = np.zeros(len(card), np.int64)
+    discount[order[transfer]] = bus.transfer_discount_fen
+    return np.minimum(discount, fares)
+
+
+def bus_taps(
+    bus: Bus,
+    cards: np.ndarray,
+    card_type: np.ndarray,
+    vehicles: np.ndarray,
+    volume: float,
+    peak_multiplier: float,
+    rng: np.random.Generator,
+    earliest_s: np.ndarray | None = None,
+) -> Taps:
+    """The day's bus rides of `cards` (indices), `bus.rides_per_card` each on average.
+
+    `earliest_s` (per card) delays rides until a newly issued card is usable.
+    """
+    n = poisson_count(len(cards) * bus.rides_per_card * volume, rng)
+    rider = rng.integers(0, len(cards), n) if len(cards) else np.empty(0, np.int64)
+    time_s = draw_times_s(n, profile(COMMUTER, peak_multiplier), rng)
+    if earliest_s is not None:
+        start = earliest_s[rider]
+        time_s = start + rng.random(n) * np.maximum(86_400.0 - start, 0.0)
+        keep = np.isfinite(time_s) & (time_s < 86_400.0)
+        rider, time_s = rider[keep], time_s[keep]
+        n = len(rider)
+    card = cards[rider]
+    fares = concession_fares_fen(base_fares_fen(bus, n, rng), card_type[card], bus)
+    fares -= transfer_discounts_fen(card, time_s, fares, bus)
+    vehicle = vehicles[rng.integers(0, len(vehicles), n)]
+    return make_taps(card, time_s, vehicle, Kind.DEBIT, fares)

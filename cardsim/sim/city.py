@@ -1,0 +1,275 @@
+"""One city day, end to end: taps, purses, records, uploads, the clearing queue, settlement.
+
+`simulate_day(scenario, seed)` is deterministic: the same scenario and seed give the same
+records, byte for byte. Stages report to an optional progress callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cardsim.records.codes import Domain, Kind
+from cardsim.records.log import RecordLog
+from cardsim.scenario import Scenario
+from cardsim.settlement.fees import FeeSchedule
+from cardsim.settlement.kernel import settle
+from cardsim.settlement.params import SettlementParams
+from cardsim.settlement.result import Settlement
+from cardsim.sim import bus as bus_mod
+from cardsim.sim.clearing import ClearingConfig, ClearingResult, poisson_arrivals, simulate_clearing
+from cardsim.sim.ledger import Transactions, build_records, card_counters, sign_log
+from cardsim.sim.lost import LostCards, finder_taps, lose_cards
+from cardsim.sim.pos import pos_taps
+from cardsim.sim.purse import PurseDay, decide
+from cardsim.sim.services import BikeDay, HospitalDay, bike_day, hospital_day, issuance_day
+from cardsim.sim.taps import Taps, concat_taps
+from cardsim.sim.uploads import Uploads, plan_uploads
+from cardsim.sim.world import DAY_START_MS, POS_CATEGORIES, World, build_world, extend_cards
+
+Stage = Callable[[str], None]
+DAY_S = 86_400.0
+
+
+@dataclass
+class Day:
+    """Everything a run produces, for the results writers and the tests."""
+
+    world: World
+    taps: Taps
+    purse: PurseDay
+    lost: LostCards
+    bike: BikeDay
+    hospital: HospitalDay
+    cards_issued: int
+    log: RecordLog
+    tap_time_s: np.ndarray
+    """Per log row: when the card was tapped (s after midnight)."""
+    uploads: Uploads
+    clearing: ClearingResult
+    cleared_s: np.ndarray
+    """Per log row: when its batch was cleared (np.nan in M/M/c mode)."""
+    params: SettlementParams
+    settlement: Settlement
+    finder: np.ndarray
+    """Per tap: made by the finder of a lost card."""
+
+
+def simulate_day(
+    scenario: Scenario, seed: int, stage: Stage | None = None, workers: int = 1
+) -> Day:
+    """Run the whole day."""
+    say = stage or (lambda _name: None)
+    say("city")
+    world = build_world(scenario, seed)
+    issued = issuance_day(world, world.streams["issuance"])
+    usable = issued.usable_s[np.isfinite(issued.usable_s) & (issued.usable_s < DAY_S)]
+    new_cards = extend_cards(world, len(usable))
+    say("demand")
+    lost = lose_cards(scenario, len(world.cards), world.streams["lost"])
+    bike = bike_day(world, world.streams["bike"])
+    hospital = hospital_day(world, world.streams["hospital"])
+    taps, finder = _all_taps(world, new_cards, usable, lost, bike, hospital)
+    say("purses")
+    order = np.lexsort((np.arange(len(taps)), taps.time_s, taps.card))
+    taps, finder = taps.take(order), finder[order]
+    purse = _decide(world, taps, lost)
+    say("records")
+    tx = _transactions(world, taps, purse)
+    records = build_records(tx, card_counters(tx, world.cards.counter), world.terminals)
+    tap_time = (records["time_ms"] - DAY_START_MS) / 1000.0
+    uploads = plan_uploads(
+        tap_time,
+        records["terminal_id"].astype(np.int64) - 1,
+        world.terminals.cellular,
+        scenario,
+        world.streams["uploads"],
+    )
+    say("signing")
+    log, rows = sign_log(records, uploads, world.registry.master_key, world.terminal_keys)
+    say("clearing")
+    clearing, cleared = _clear(world, log)
+    say("settlement")
+    params = SettlementParams(
+        DAY_START_MS + int(scenario.clearing.cutoff_s * 1000), fee_schedule(world)
+    )
+    settlement = settle(log, world.registry, params.fees, params.cutoff_ms, workers)
+    return Day(
+        world,
+        taps,
+        purse,
+        lost,
+        bike,
+        hospital,
+        len(usable),
+        log,
+        tap_time[rows],
+        uploads,
+        clearing,
+        cleared,
+        params,
+        settlement,
+        finder,
+    )
+
+
+def fee_schedule(world: World) -> FeeSchedule:
+    """Fees by domain from the scenario, and each POS category's own rate for its merchants."""
+    sc = world.scenario
+    payee_bp = {}
+    for category in POS_CATEGORIES:
+        rate = getattr(sc.pos, category).fee_bp
+        for terminal in world.terminals.groups[f"pos_{category}"].tolist():
+            payee_bp[int(world.terminals.payee[terminal])] = rate
+    domain_bp = {
+        Domain.BUS: sc.bus.fee_bp,
+        Domain.BIKE: sc.bike.fee_bp,
+        Domain.HOSPITAL: sc.hospital.fee_bp,
+        Domain.POS: sc.pos.shops.fee_bp,
+        Domain.TOPUP: 0,
+    }
+    return FeeSchedule(domain_bp, payee_bp)
+
+
+def _all_taps(
+    world: World,
+    new_cards: np.ndarray,
+    usable_s: np.ndarray,
+    lost: LostCards,
+    bike: BikeDay,
+    hospital: HospitalDay,
+) -> tuple[Taps, np.ndarray]:
+    sc, cards, groups = world.scenario, world.cards, world.terminals.groups
+    volume, peak = sc.demand.volume_multiplier, sc.demand.peak_multiplier
+    cap = sc.population.max_balance_fen - sc.population.topup_amount_fen
+    old = np.arange(len(cards) - len(new_cards))
+    parts = [
+        bus_mod.bus_taps(
+            sc.bus, old, cards.card_type, groups["bus"], volume, peak, world.streams["bus"]
+        ),
+        bus_mod.bus_taps(
+            sc.bus.model_copy(update={"rides_per_card": sc.issuance.new_card_rides}),
+            new_cards,
+            cards.card_type,
+            groups["bus"],
+            volume,
+            peak,
+            world.streams["bus"],
+            earliest_s=usable_s,
+        ),
+        bike.taps,
+        hospital.taps,
+        pos_taps(sc.pos, groups, cards.card_type, volume, peak, cap, world.streams["pos"]),
+    ]
+    holder = concat_taps(parts)
+    holder = holder.take(~lost.holder_gone(holder.card, holder.time_s, len(cards)))
+    found = finder_taps(lost, groups["pos_shops"], sc, world.streams["finder"])
+    finder = np.r_[np.zeros(len(holder), bool), np.ones(len(found), bool)]
+    return concat_taps([holder, found]), finder
+
+
+def _decide(world: World, taps: Taps, lost: LostCards) -> PurseDay:
+    hot = lost.hotlisted_at(taps.card, taps.time_s, len(world.cards))
+    purse_taps = taps.purse
+    day = decide(
+        taps.card[purse_taps],
+        taps.amount_fen[purse_taps],
+        taps.need_fen[purse_taps],
+        hot[purse_taps],
+        world.cards.balance_fen,
+        world.cards.tops_up,
+        world.scenario.population,
+    )
+    return _expand(day, purse_taps, hot)
+
+
+def _expand(day: PurseDay, purse_taps: np.ndarray, hot: np.ndarray) -> PurseDay:
+    """Purse decisions spread back over all taps; non-purse taps stand unless hotlisted."""
+    n = len(purse_taps)
+    accepted = ~hot
+    reason = np.where(hot, 2, 0).astype(np.uint8)
+    after = np.zeros(n, np.int64)
+    topup = np.zeros(n, np.int64)
+    accepted[purse_taps], reason[purse_taps] = day.accepted, day.decline_reason
+    after[purse_taps], topup[purse_taps] = day.balance_after_fen, day.topup_fen
+    return PurseDay(accepted, reason, after, topup, day.final_balance_fen)
+
+
+def _transactions(world: World, taps: Taps, purse: PurseDay) -> Transactions:
+    """Accepted taps, the top-ups made just before them, and every record's balance after."""
+    rng = world.streams["purse"]
+    ok = purse.accepted
+    loads = np.flatnonzero(purse.topup_fen > 0)
+    lead = rng.uniform(60.0, 900.0, len(loads))
+    prev_time = np.r_[-np.inf, taps.time_s[:-1]]
+    same_card = np.r_[False, taps.card[1:] == taps.card[:-1]]
+    # A top-up happens after the card's previous tap (1 ms later at the earliest).
+    floor = np.where(same_card[loads], prev_time[loads] + 0.001, 0.0)
+    load_time = np.minimum(np.maximum(taps.time_s[loads] - lead, floor), taps.time_s[loads])
+    channel = world.cards.channel[taps.card[loads]]
+    load_terminal = _topup_terminals(world, channel, rng)
+    card = np.r_[taps.card[ok], taps.card[loads]]
+    balance = _balances(taps, purse, ok, world.cards.balance_fen)
+    return Transactions(
+        card=card,
+        time_s=np.r_[taps.time_s[ok], load_time],
+        terminal=np.r_[taps.terminal[ok], load_terminal],
+        kind=np.r_[taps.kind[ok], np.full(len(loads), Kind.LOAD, np.uint8)],
+        amount_fen=np.r_[taps.amount_fen[ok], purse.topup_fen[loads]],
+        balance_after_fen=np.r_[
+            balance[ok], purse.balance_after_fen[loads] + taps.amount_fen[loads]
+        ],
+        flags=np.r_[taps.flags[ok], np.zeros(len(loads), np.uint16)],
+        order=np.r_[np.ones(ok.sum(), np.int8), np.zeros(len(loads), np.int8)],
+    )
+
+
+def _balances(taps: Taps, purse: PurseDay, ok: np.ndarray, balance0: np.ndarray) -> np.ndarray:
+    """Balance after each tap; a non-purse record shows the balance of the last purse record."""
+    n = len(taps)
+    moved = taps.purse & ok
+    last = np.maximum.accumulate(np.where(moved, np.arange(n), -1)) if n else np.empty(0, int)
+    same = (last >= 0) & (taps.card[np.maximum(last, 0)] == taps.card)
+    return np.where(
+        moved,
+        purse.balance_after_fen,
+        np.where(same, purse.balance_after_fen[np.maximum(last, 0)], balance0[taps.card]),
+    )
+
+
+def _topup_terminals(world: World, channel: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    groups = world.terminals.groups
+    out = np.empty(len(channel), np.int64)
+    for index, name in enumerate(("topup_kiosk", "topup_bank", "topup_online")):
+        mine = channel == index
+        out[mine] = groups[name][rng.integers(0, len(groups[name]), mine.sum())]
+    return out
+
+
+def _clear(world: World, log: RecordLog) -> tuple[ClearingResult, np.ndarray]:
+    """The clearing front end's queue over the day's uploads (or Poisson ones in M/M/c mode)."""
+    c = world.scenario.clearing
+    rng = world.streams["clearing"]
+    if c.mode == "mmc":
+        arrivals = poisson_arrivals(c.mmc_arrival_rate_per_s, DAY_S, rng)
+        config = ClearingConfig(c.workers, 1.0 / c.mmc_service_rate_per_s, 0.0, True)
+        result = simulate_clearing(arrivals, np.zeros(len(arrivals), np.int64), config, rng, DAY_S)
+        return result, np.full(len(log.records), np.nan)
+    arrival = (log.batches["uploaded_ms"] - DAY_START_MS) / 1000.0
+    config = ClearingConfig(
+        c.workers,
+        c.batch_service_s,
+        c.record_service_s,
+        c.exponential_service,
+        tuple((float(a), float(b)) for a, b in c.outages_s),
+    )
+    result = simulate_clearing(
+        arrival,
+        log.batches["record_count"].astype(np.int64),
+        config,
+        rng,
+        max(DAY_S, float(arrival.max(initial=0.0))),
+    )
+    return result, result.end_s[log.batch_row]
