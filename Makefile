@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/cardsim bench --records 200000 --batch-size 1000 --out out/bench
+	$(BIN)/cardsim run scenarios/small-town.toml --out out/small-town
 
 test: $(STAMP)
 	$(BIN)/ruff check cardsim tests benchmarks

@@ -7,7 +7,7 @@ import numpy as np
 from cardsim.records.codes import Kind
 from cardsim.scenario import Bus
 from cardsim.sim.demand import COMMUTER, draw_times_s, poisson_count, profile
-from cardsim.sim.taps import Taps, make_taps
+from cardsim.sim.taps import TIME_BITS, Taps, make_taps, order_key
 from cardsim.sim.world import CARD_TYPES
 
 
@@ -26,18 +26,6 @@ def concession_fares_fen(fares: np.ndarray, card_type: np.ndarray, bus: Bus) -> 
     return fares * (10_000 - bp[card_type]) // 10_000
 
 
-def transfer_discounts_fen(
-    card: np.ndarray, time_s: np.ndarray, fares: np.ndarray, bus: Bus
-) -> np.ndarray:
-    """Discount on a ride that starts within the transfer window of the same card's last ride."""
-    order = np.lexsort((time_s, card))
-    c, t = card[order], time_s[order]
-    transfer = np.r_[False, (c[1:] == c[:-1]) & (t[1:] - t[:-1] <= bus.transfer_window_s)]
-    discount = np.zeros(len(card), np.int64)
-    discount[order[transfer]] = bus.transfer_discount_fen
-    return np.minimum(discount, fares)
-
-
 def bus_taps(
     bus: Bus,
     cards: np.ndarray,
@@ -48,7 +36,8 @@ def bus_taps(
     rng: np.random.Generator,
     earliest_s: np.ndarray | None = None,
 ) -> Taps:
-    """The day's bus rides of `cards` (indices), `bus.rides_per_card` each on average.
+    """The day's bus rides of `cards` (ascending indices), `bus.rides_per_card` each on
+    average, returned sorted by (card, time) so that transfers are neighbours.
 
     `earliest_s` (per card) delays rides until a newly issued card is usable.
     """
@@ -61,8 +50,13 @@ def bus_taps(
         keep = np.isfinite(time_s) & (time_s < 86_400.0)
         rider, time_s = rider[keep], time_s[keep]
         n = len(rider)
+    key = np.sort(order_key(rider, time_s))
+    rider, time_s = key >> TIME_BITS, (key & ((1 << TIME_BITS) - 1)) / 1000.0
     card = cards[rider]
     fares = concession_fares_fen(base_fares_fen(bus, n, rng), card_type[card], bus)
-    fares -= transfer_discounts_fen(card, time_s, fares, bus)
+    transfer = np.r_[
+        False, (card[1:] == card[:-1]) & (time_s[1:] - time_s[:-1] <= bus.transfer_window_s)
+    ]
+    fares -= np.minimum(np.where(transfer, bus.transfer_discount_fen, 0), fares)
     vehicle = vehicles[rng.integers(0, len(vehicles), n)]
     return make_taps(card, time_s, vehicle, Kind.DEBIT, fares)

@@ -25,7 +25,7 @@ from cardsim.sim.lost import LostCards, finder_taps, lose_cards
 from cardsim.sim.pos import pos_taps
 from cardsim.sim.purse import PurseDay, decide
 from cardsim.sim.services import BikeDay, HospitalDay, bike_day, hospital_day, issuance_day
-from cardsim.sim.taps import Taps, concat_taps
+from cardsim.sim.taps import Taps, concat_taps, order_key
 from cardsim.sim.uploads import Uploads, plan_uploads
 from cardsim.sim.world import DAY_START_MS, POS_CATEGORIES, World, build_world, extend_cards
 
@@ -73,12 +73,15 @@ def simulate_day(
     hospital = hospital_day(world, world.streams["hospital"])
     taps, finder = _all_taps(world, new_cards, usable, lost, bike, hospital)
     say("purses")
-    order = np.lexsort((np.arange(len(taps)), taps.time_s, taps.card))
+    # Stable, so equal (card, ms) keep their domain order; bus rides arrive pre-sorted, so the
+    # sort mostly merges runs.
+    order = np.argsort(order_key(taps.card, taps.time_s), kind="stable")
     taps, finder = taps.take(order), finder[order]
     purse = _decide(world, taps, lost)
     say("records")
     tx = _transactions(world, taps, purse)
     records = build_records(tx, card_counters(tx, world.cards.counter), world.terminals)
+    del tx  # the records hold everything now; at metro scale each copy is a gigabyte
     tap_time = (records["time_ms"] - DAY_START_MS) / 1000.0
     uploads = plan_uploads(
         tap_time,
@@ -88,7 +91,8 @@ def simulate_day(
         world.streams["uploads"],
     )
     say("signing")
-    log, rows = sign_log(records, uploads, world.registry.master_key, world.terminal_keys)
+    log, rows = sign_log(records, uploads, world.registry.master_key, world.terminal_keys, workers)
+    del records
     say("clearing")
     clearing, cleared = _clear(world, log)
     say("settlement")
@@ -198,32 +202,52 @@ def _expand(day: PurseDay, purse_taps: np.ndarray, hot: np.ndarray) -> PurseDay:
 
 
 def _transactions(world: World, taps: Taps, purse: PurseDay) -> Transactions:
-    """Accepted taps, the top-ups made just before them, and every record's balance after."""
+    """Accepted taps and the top-ups made just before them, in card order (taps are sorted by
+    card and time, and each top-up is placed right before the tap it paid for)."""
     rng = world.streams["purse"]
     ok = purse.accepted
-    loads = np.flatnonzero(purse.topup_fen > 0)
+    load = purse.topup_fen > 0
+    loads = np.flatnonzero(load)
+    slots = load.astype(np.int64) + ok
+    first = np.cumsum(slots) - slots
+    at_load, at_tap = first[loads], first[ok] + load[ok]
     lead = rng.uniform(60.0, 900.0, len(loads))
     prev_time = np.r_[-np.inf, taps.time_s[:-1]]
     same_card = np.r_[False, taps.card[1:] == taps.card[:-1]]
     # A top-up happens after the card's previous tap (1 ms later at the earliest).
     floor = np.where(same_card[loads], prev_time[loads] + 0.001, 0.0)
     load_time = np.minimum(np.maximum(taps.time_s[loads] - lead, floor), taps.time_s[loads])
-    channel = world.cards.channel[taps.card[loads]]
-    load_terminal = _topup_terminals(world, channel, rng)
-    card = np.r_[taps.card[ok], taps.card[loads]]
     balance = _balances(taps, purse, ok, world.cards.balance_fen)
-    return Transactions(
-        card=card,
-        time_s=np.r_[taps.time_s[ok], load_time],
-        terminal=np.r_[taps.terminal[ok], load_terminal],
-        kind=np.r_[taps.kind[ok], np.full(len(loads), Kind.LOAD, np.uint8)],
-        amount_fen=np.r_[taps.amount_fen[ok], purse.topup_fen[loads]],
-        balance_after_fen=np.r_[
-            balance[ok], purse.balance_after_fen[loads] + taps.amount_fen[loads]
-        ],
-        flags=np.r_[taps.flags[ok], np.zeros(len(loads), np.uint16)],
-        order=np.r_[np.ones(ok.sum(), np.int8), np.zeros(len(loads), np.int8)],
+    n = int(slots.sum())
+    tx = Transactions(
+        *(
+            np.empty(n, dtype)
+            for dtype in (np.int64, np.float64, np.int64, np.uint8, np.int64, np.int64, np.uint16)
+        )
     )
+    for name, at_l, value_l, value_t in (
+        ("card", at_load, taps.card[loads], taps.card[ok]),
+        ("time_s", at_load, np.round(load_time * 1000.0) / 1000.0, taps.time_s[ok]),
+        (
+            "terminal",
+            at_load,
+            _topup_terminals(world, world.cards.channel[taps.card[loads]], rng),
+            taps.terminal[ok],
+        ),
+        ("kind", at_load, np.full(len(loads), Kind.LOAD, np.uint8), taps.kind[ok]),
+        ("amount_fen", at_load, purse.topup_fen[loads], taps.amount_fen[ok]),
+        (
+            "balance_after_fen",
+            at_load,
+            purse.balance_after_fen[loads] + taps.amount_fen[loads],
+            balance[ok],
+        ),
+        ("flags", at_load, np.zeros(len(loads), np.uint16), taps.flags[ok]),
+    ):
+        column = getattr(tx, name)
+        column[at_l] = value_l
+        column[at_tap] = value_t
+    return tx
 
 
 def _balances(taps: Taps, purse: PurseDay, ok: np.ndarray, balance0: np.ndarray) -> np.ndarray:

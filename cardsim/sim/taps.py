@@ -12,6 +12,16 @@ import numpy as np
 
 from cardsim.records.codes import Kind
 
+TIME_BITS = 27
+"""Bits of a millisecond time of day in packed sort keys (2^27 ms is 37 hours)."""
+
+
+def order_key(major: np.ndarray, time_s: np.ndarray) -> np.ndarray:
+    """One int64 per entry that sorts by (major, time in ms): a card or a terminal index."""
+    key = np.asarray(major, np.int64) << TIME_BITS
+    key |= np.round(np.asarray(time_s) * 1000.0).astype(np.int64)
+    return key
+
 
 @dataclass
 class Taps:
@@ -53,7 +63,8 @@ def make_taps(
     amount = np.asarray(amount_fen, np.int64)
     return Taps(
         card=np.asarray(card, np.int64),
-        time_s=np.asarray(time_s, np.float64),
+        # Whole milliseconds, as records carry them, so that every ordering agrees.
+        time_s=np.round(np.asarray(time_s, np.float64) * 1000.0) / 1000.0,
         terminal=np.asarray(terminal, np.int64),
         kind=np.broadcast_to(np.asarray(kind, np.uint8), (n,)).copy(),
         amount_fen=amount,
