@@ -27,19 +27,19 @@ class Logs:
         self.root = root
         self.days: dict[tuple[int, int], tuple[SyntheticDay, Path]] = {}
 
-    def get(self, batch_size: int) -> tuple[SyntheticDay, Path]:
+    def get(self, batch_size: int, terminals: int = TERMINALS) -> tuple[SyntheticDay, Path]:
         """The day (and its log folder) for this batch size; only one is kept in memory."""
-        if batch_size not in self.days:
+        key = (batch_size, terminals)
+        if key not in self.days:
             self.days.clear()
-            day = generate(
-                SyntheticSpec(
-                    records=RECORDS, terminals=TERMINALS, batch_size=batch_size, seed=batch_size
-                )
+            spec = SyntheticSpec(
+                records=RECORDS, terminals=terminals, batch_size=batch_size, seed=batch_size
             )
-            path = self.root / f"log-{batch_size}"
+            day = generate(spec)
+            path = self.root / f"log-{batch_size}-{terminals}"
             write_log(path, day.log)
-            self.days[batch_size] = (day, path)
-        return self.days[batch_size]
+            self.days[key] = (day, path)
+        return self.days[key]
 
 
 @pytest.fixture(scope="session")

@@ -244,6 +244,8 @@ class _Model:
                 # Sleeping until a record arrives costs one event, not one per empty slot.
                 self.waiting[where] = arrived = env.event()
                 yield arrived
+                # A full buffer may have gone up at its high-water mark meanwhile: look again.
+                continue
             due_s = self.next_attempt_s(where, self.tap_time_s[buffer[0]])
             yield env.timeout(delay_until(env.now, due_s))
             while buffer and self.attempt_fails():

@@ -84,10 +84,23 @@ def plan_uploads(
     slot_of = _runs(terminal, attempt)
     first_of_slot = np.r_[True, slot_of[1:] != slot_of[:-1]]
     slot_terminal = terminal[first_of_slot]
-    done, failures = first_success_s(attempt[first_of_slot], scenario, rng)
-    # A terminal still retrying when its next attempt is due uploads both lots together.
+    slot_attempt = attempt[first_of_slot]
+    done, failures = first_success_s(slot_attempt, scenario, rng)
+    # A terminal still retrying when its next attempt is due uploads both lots together, and
+    # those attempts belong to the one retry chain already counted.
     offset = slot_terminal * 4 * NEXT_DAY_S
-    done = np.maximum.accumulate(done + offset) - offset
+    chained = np.maximum.accumulate(done + offset) - offset
+    inside = np.r_[
+        False, (slot_terminal[1:] == slot_terminal[:-1]) & (slot_attempt[1:] < chained[:-1])
+    ]
+    failures[inside] = np.maximum(
+        0,
+        np.ceil(
+            (chained[inside] - np.r_[0.0, chained[:-1]][inside])
+            / scenario.terminals.retry_backoff_s
+        ),
+    ).astype(np.int64)
+    done = chained
     upload_s = done[slot_of]
     batch_of = _split_full_buffers(_runs(terminal, upload_s), scenario.terminals.buffer_records)
     first = np.r_[True, batch_of[1:] != batch_of[:-1]] if len(batch_of) else np.empty(0, bool)
