@@ -11,11 +11,15 @@ from cardsim.sim.taps import TIME_BITS, Taps, make_taps, order_key
 from cardsim.sim.world import CARD_TYPES
 
 
-def base_fares_fen(bus: Bus, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Full fares before concessions: flat, or base + per km rounded to 10 fen."""
+def base_fares_fen(bus: Bus, route: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Full fares before concessions: flat, or base + per started km rounded to 10 fen.
+
+    Routes differ in length: route r's rides average mean_ride_km * (0.5 + r / routes).
+    """
+    n = len(route)
     if bus.fare == "flat":
         return np.full(n, bus.flat_fare_fen, np.int64)
-    km = rng.exponential(bus.mean_ride_km, n)
+    km = rng.exponential(bus.mean_ride_km * (0.5 + route / bus.routes), n)
     fare = bus.base_fare_fen + np.ceil(km) * bus.per_km_fen
     return (np.round(fare / 10) * 10).astype(np.int64)
 
@@ -53,10 +57,12 @@ def bus_taps(
     key = np.sort(order_key(rider, time_s))
     rider, time_s = key >> TIME_BITS, (key & ((1 << TIME_BITS) - 1)) / 1000.0
     card = cards[rider]
-    fares = concession_fares_fen(base_fares_fen(bus, n, rng), card_type[card], bus)
+    vehicle = rng.integers(0, len(vehicles), n)
+    fares = concession_fares_fen(
+        base_fares_fen(bus, vehicle % bus.routes, rng), card_type[card], bus
+    )
     transfer = np.r_[
         False, (card[1:] == card[:-1]) & (time_s[1:] - time_s[:-1] <= bus.transfer_window_s)
     ]
     fares -= np.minimum(np.where(transfer, bus.transfer_discount_fen, 0), fares)
-    vehicle = vehicles[rng.integers(0, len(vehicles), n)]
-    return make_taps(card, time_s, vehicle, Kind.DEBIT, fares)
+    return make_taps(card, time_s, vehicles[vehicle], Kind.DEBIT, fares)

@@ -57,21 +57,46 @@ class Day:
     """Per tap: made by the finder of a lost card."""
 
 
-def simulate_day(
-    scenario: Scenario, seed: int, stage: Stage | None = None, workers: int = 1
-) -> Day:
-    """Run the whole day."""
-    say = stage or (lambda _name: None)
+@dataclass
+class Decided:
+    """The day up to its records: who tapped where, what the purses decided."""
+
+    world: World
+    taps: Taps
+    finder: np.ndarray
+    purse: PurseDay
+    lost: LostCards
+    bike: BikeDay
+    hospital: HospitalDay
+    cards_issued: int
+    records: np.ndarray
+    """Records without TACs, sorted by (terminal, time): the fast and the reference model
+    both start from these."""
+
+
+def decide_day(scenario: Scenario, seed: int, say: Stage = lambda _name: None) -> Decided:
+    """Issuance, demand, purses and records: everything before the uploads."""
     say("city")
     world = build_world(scenario, seed)
     issued = issuance_day(world, world.streams["issuance"])
     usable = issued.usable_s[np.isfinite(issued.usable_s) & (issued.usable_s < DAY_S)]
-    new_cards = extend_cards(world, len(usable))
     say("demand")
+    # Cards that existed this morning shop, ride and fall ill all day; the day's new cards
+    # join only once usable (bus rides), so every other domain draws before they exist.
     lost = lose_cards(scenario, len(world.cards), world.streams["lost"])
     bike = bike_day(world, world.streams["bike"])
     hospital = hospital_day(world, world.streams["hospital"])
-    taps, finder = _all_taps(world, new_cards, usable, lost, bike, hospital)
+    pos = pos_taps(
+        scenario.pos,
+        world.terminals.groups,
+        world.cards.card_type,
+        scenario.demand.volume_multiplier,
+        scenario.demand.peak_multiplier,
+        scenario.population.max_balance_fen - scenario.population.topup_amount_fen,
+        world.streams["pos"],
+    )
+    new_cards = extend_cards(world, len(usable))
+    taps, finder = _all_taps(world, new_cards, usable, lost, [bike.taps, hospital.taps, pos])
     say("purses")
     # Stable, so equal (card, ms) keep their domain order; bus rides arrive pre-sorted, so the
     # sort mostly merges runs.
@@ -81,7 +106,17 @@ def simulate_day(
     say("records")
     tx = _transactions(world, taps, purse)
     records = build_records(tx, card_counters(tx, world.cards.counter), world.terminals)
-    del tx  # the records hold everything now; at metro scale each copy is a gigabyte
+    return Decided(world, taps, finder, purse, lost, bike, hospital, len(usable), records)
+
+
+def simulate_day(
+    scenario: Scenario, seed: int, stage: Stage | None = None, workers: int = 1
+) -> Day:
+    """Run the whole day."""
+    say = stage or (lambda _name: None)
+    d = decide_day(scenario, seed, say)
+    world, records = d.world, d.records
+    d.records = np.empty(0, records.dtype)  # the log below replaces them; a GB at metro scale
     tap_time = (records["time_ms"] - DAY_START_MS) / 1000.0
     uploads = plan_uploads(
         tap_time,
@@ -102,12 +137,12 @@ def simulate_day(
     settlement = settle(log, world.registry, params.fees, params.cutoff_ms, workers)
     return Day(
         world,
-        taps,
-        purse,
-        lost,
-        bike,
-        hospital,
-        len(usable),
+        d.taps,
+        d.purse,
+        d.lost,
+        d.bike,
+        d.hospital,
+        d.cards_issued,
         log,
         tap_time[rows],
         uploads,
@@ -115,7 +150,7 @@ def simulate_day(
         cleared,
         params,
         settlement,
-        finder,
+        d.finder,
     )
 
 
@@ -142,12 +177,10 @@ def _all_taps(
     new_cards: np.ndarray,
     usable_s: np.ndarray,
     lost: LostCards,
-    bike: BikeDay,
-    hospital: HospitalDay,
+    other: list[Taps],
 ) -> tuple[Taps, np.ndarray]:
     sc, cards, groups = world.scenario, world.cards, world.terminals.groups
     volume, peak = sc.demand.volume_multiplier, sc.demand.peak_multiplier
-    cap = sc.population.max_balance_fen - sc.population.topup_amount_fen
     old = np.arange(len(cards) - len(new_cards))
     parts = [
         bus_mod.bus_taps(
@@ -163,9 +196,7 @@ def _all_taps(
             world.streams["bus"],
             earliest_s=usable_s,
         ),
-        bike.taps,
-        hospital.taps,
-        pos_taps(sc.pos, groups, cards.card_type, volume, peak, cap, world.streams["pos"]),
+        *other,
     ]
     holder = concat_taps(parts)
     holder = holder.take(~lost.holder_gone(holder.card, holder.time_s, len(cards)))

@@ -40,13 +40,10 @@ import numpy as np
 import simpy
 
 from cardsim.scenario import Scenario
-from cardsim.sim.city import _all_taps, _decide, _transactions
+from cardsim.sim.city import decide_day
 from cardsim.sim.clearing import delay_until
-from cardsim.sim.ledger import build_records, card_counters
-from cardsim.sim.lost import lose_cards
 from cardsim.sim.queueing import batch_means, mean_ci95
-from cardsim.sim.services import bike_day, hospital_day, issuance_day
-from cardsim.sim.world import DAY_START_MS, World, build_world, extend_cards
+from cardsim.sim.world import DAY_START_MS, World
 
 DAY_S = 86_400.0
 REFERENCE_SPAWN_KEY = 1_000
@@ -127,25 +124,9 @@ def simulate_reference(scenario: Scenario, seed: int) -> ReferenceDay:
 
 
 def day_records(scenario: Scenario, seed: int) -> tuple[World, np.ndarray]:
-    """The world and the records `simulate_day` builds for this scenario and seed.
-
-    These are `simulate_day`'s lines up to `build_records`, repeated here because city.py
-    keeps them inline; a test checks that both give the same records.
-    """
-    world = build_world(scenario, seed)
-    issued = issuance_day(world, world.streams["issuance"])
-    usable = issued.usable_s[np.isfinite(issued.usable_s) & (issued.usable_s < DAY_S)]
-    new_cards = extend_cards(world, len(usable))
-    lost = lose_cards(scenario, len(world.cards), world.streams["lost"])
-    bike = bike_day(world, world.streams["bike"])
-    hospital = hospital_day(world, world.streams["hospital"])
-    taps, _finder = _all_taps(world, new_cards, usable, lost, bike, hospital)
-    # By card, then time in ms, ties in domain order (lexsort is stable): the purse order
-    # simulate_day uses.
-    taps = taps.take(np.lexsort((np.round(taps.time_s * 1000.0), taps.card)))
-    purse = _decide(world, taps, lost)
-    tx = _transactions(world, taps, purse)
-    return world, build_records(tx, card_counters(tx, world.cards.counter), world.terminals)
+    """The world and the records `simulate_day` builds for this scenario and seed."""
+    decided = decide_day(scenario, seed)
+    return decided.world, decided.records
 
 
 def run_reference(
