@@ -260,6 +260,158 @@ def validate(
     )
 
 
+_REPLICATIONS_HELP = (
+    "Replications per point (independent random streams, the same seeds at every point). "
+    "The CI half-width shrinks as 1/sqrt(R): halving it takes four times the replications. "
+    "Start with 5-10, read the half-widths, then scale R by (half-width / wanted half-width)^2."
+)
+
+
+def _sweep_spec(
+    scenario: Path,
+    vary: list[str],
+    set_: list[str] | None,
+    replications: int,
+    seed: int,
+    warmup_s: float,
+) -> Any:
+    """Parse and validate the whole grid before any run: a bad --vary is one line, exit 2."""
+    from cardsim.capacity.grid import parse_vary, validate_grid
+    from cardsim.capacity.sweep import SweepSpec
+
+    overrides = list(set_ or [])
+    load_scenario(scenario, overrides)
+    axes = tuple(parse_vary(spec, scenario) for spec in vary)
+    validate_grid(scenario, overrides, axes)
+    return SweepSpec(scenario, tuple(overrides), axes, replications, seed, warmup_s)
+
+
+def _run_sweep_with_bar(spec: Any, folder: Path, workers: int) -> dict[str, Any]:
+    from cardsim.capacity.sweep import run_sweep
+
+    with tqdm(
+        total=spec.runs, desc="sweep", unit="run", leave=False, disable=None, file=sys.stderr
+    ) as bar:
+        return run_sweep(spec, folder, workers, lambda: bar.update(1))
+
+
+def _no_scheduler(scheduler: str | None) -> None:
+    if scheduler is not None:
+        raise InputError(
+            "--scheduler", "distributed runs (Dask) are not implemented yet; use --workers N"
+        )
+
+
+_SET_HELP = "Override a scenario field for every run, KEY.PATH=VALUE (repeatable)."
+_WARMUP_HELP = (
+    "Warm-up (s after midnight): tap-to-cleared percentiles count only records tapped from "
+    "then on; the other KPIs cover the whole day."
+)
+
+
+@app.command()
+@user_errors
+def sweep(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    vary: Annotated[
+        list[str],
+        typer.Option(
+            help="A varied field, KEY.PATH=V1,V2,... (repeatable; the grid is the product)."
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (not needed with --only).")
+    ] = None,
+    replications: Annotated[int, typer.Option(min=1, max=10_000, help=_REPLICATIONS_HELP)] = 5,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Runs at once, in processes.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication streams.")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+    warmup_s: Annotated[float, typer.Option(min=0.0, max=86_400.0, help=_WARMUP_HELP)] = 0.0,
+    only: Annotated[
+        int | None,
+        typer.Option(min=0, help="Redo one run id alone and print its row as JSON (no files)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler tcp://host:port (not implemented yet).")
+    ] = None,
+) -> None:
+    """Run every grid point of --vary times --replications and write DIR/runs.csv and
+    runs.parquet (one row per run: run_id, point, replication, seed, the varied fields, every
+    KPI; streamed in run-id order), summary.csv and summary.json (per point, the mean and
+    95 % CI half-width of every numeric KPI; written last). Same command, same bytes, whatever
+    --workers."""
+    from cardsim.capacity.sweep import run_by_id
+
+    _no_scheduler(scheduler)
+    spec = _sweep_spec(scenario, vary, set_, replications, seed, warmup_s)
+    if only is not None:
+        if only >= spec.runs:
+            raise InputError(scenario, f"--only {only}: run ids are 0..{spec.runs - 1}")
+        typer.echo(json.dumps(run_by_id(spec, only)))
+        return
+    if out is None:
+        raise InputError(scenario, "--out is required (unless --only)")
+    typer.echo(f"seed {seed}: {spec.runs:,} runs on {workers} worker(s)", err=True)
+    with atomic_folder(out) as tmp:
+        doc = _run_sweep_with_bar(spec, tmp, workers)
+    typer.echo(
+        f"{len(doc['points'])} points x {replications} replications = {spec.runs} runs; "
+        f"replication seeds {doc['replication_seeds']}"
+    )
+    typer.echo(f"wrote {out}/runs.csv, runs.parquet, summary.csv, summary.json")
+
+
+@app.command()
+@user_errors
+def capacity(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    knob: Annotated[str, typer.Option(help="A numeric scenario field, e.g. clearing.workers.")],
+    values: Annotated[str, typer.Option(help="Knob values to try, V1,V2,..., e.g. 1,2,4,8.")],
+    sla: Annotated[
+        str, typer.Option(help="Service level KPI<=LIMIT or KPI>=LIMIT, in the KPI's unit.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    confidence: Annotated[
+        float,
+        typer.Option(min=0.5, max=0.999, help="One-sided confidence that the SLA holds."),
+    ] = 0.95,
+    replications: Annotated[int, typer.Option(min=2, max=10_000, help=_REPLICATIONS_HELP)] = 5,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Runs at once, in processes.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication streams.")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+    warmup_s: Annotated[float, typer.Option(min=0.0, max=86_400.0, help=_WARMUP_HELP)] = 0.0,
+) -> None:
+    """Find the smallest knob value whose SLA holds at --confidence: judged on the one-sided
+    confidence bound of the KPI mean over the replications (upper for <=, lower for >=), not
+    on the mean. Prints the curve and the answer; writes the sweep files, capacity.csv,
+    capacity.json and capacity.png. Exit 0 also when no value meets the SLA (answer null)."""
+    import pyarrow.parquet as pq
+
+    from cardsim.capacity.plot import plot_capacity
+    from cardsim.capacity.report import answer_text, format_curve, write_capacity
+    from cardsim.capacity.search import evaluate, parse_sla, smallest_meeting
+
+    try:
+        target = parse_sla(sla)
+    except ValueError as exc:
+        raise InputError(scenario, str(exc)) from None
+    spec = _sweep_spec(scenario, [f"{knob}={values}"], set_, replications, seed, warmup_s)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec.axes[0].values):
+        raise InputError(scenario, f"--values {values!r}: {knob} values must be numbers")
+    with atomic_folder(out) as tmp:
+        _run_sweep_with_bar(spec, tmp, workers)
+        runs = pq.read_table(tmp / "runs.parquet", columns=[knob, target.kpi]).to_pandas()
+        samples = {k: g[target.kpi].to_numpy(float) for k, g in runs.groupby(knob, sort=True)}
+        curve = evaluate(samples, target, confidence)
+        answer = smallest_meeting(curve)
+        write_capacity(tmp, curve, knob, target, confidence, answer)
+        plot_capacity(curve, target, knob, confidence, answer, tmp / "capacity.png")
+    for line in format_curve(curve, knob):
+        typer.echo(line)
+    typer.echo(answer_text(knob, target, confidence, answer))
+    typer.echo(f"wrote {out}/capacity.csv, capacity.json, capacity.png and the sweep files")
+
+
 def main() -> None:
     """Entry point of the `cardsim` script: usage errors print one line and exit 2 too."""
     try:

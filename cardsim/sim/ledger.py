@@ -62,7 +62,8 @@ def build_records(tx: Transactions, counter: np.ndarray, terminals: Terminals) -
     rec["domain"] = terminals.domain[tx.terminal]
     rec["kind"] = tx.kind
     rec["flags"] = tx.flags
-    rec = rec[np.argsort(order_key(tx.terminal, tx.time_s), kind="stable")]
+    # np.take moves 64-byte rows about twice as fast as fancy indexing does.
+    rec = np.take(rec, np.argsort(order_key(tx.terminal, tx.time_s), kind="stable"))
     term = rec["terminal_id"]
     index = np.arange(len(term))
     first = np.r_[True, term[1:] != term[:-1]] if len(term) else np.empty(0, bool)
@@ -118,7 +119,9 @@ def sign_log(
     lengths = (ends - starts)[order]
     offsets = np.cumsum(lengths) - lengths
     rows = np.repeat(starts[order] - offsets, lengths) + np.arange(lengths.sum())
-    log = RecordLog(records[rows], np.repeat(np.arange(len(order)), lengths), batches[order])
+    log = RecordLog(
+        np.take(records, rows), np.repeat(np.arange(len(order)), lengths), batches[order]
+    )
     return log, rows
 
 

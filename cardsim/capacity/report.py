@@ -1,0 +1,73 @@
+"""`cardsim capacity` outputs: the curve as capacity.csv and capacity.json, and the answer."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cardsim.capacity.search import CapacityPoint, Sla
+
+CAPACITY_SCHEMA = "cardsim.capacity/1"
+
+
+def answer_text(knob: str, sla: Sla, confidence: float, answer: CapacityPoint | None) -> str:
+    """One line a planner can act on, including when no tried value is enough."""
+    if answer is None:
+        side = "upper" if sla.op == "<=" else "lower"
+        return (
+            f"no value of {knob} tried meets {sla} at {confidence:.0%} confidence "
+            f"(the {side} bound misses at every value): try larger values or more replications"
+        )
+    return (
+        f"smallest {knob} meeting {sla} at {confidence:.0%} confidence: {answer.knob:g} "
+        f"(mean {answer.mean:.3f}, bound {answer.bound:.3f})"
+    )
+
+
+def curve_table(curve: list[CapacityPoint], knob: str) -> pd.DataFrame:
+    """The curve as a table: knob value, mean, half-width, bound, ok, replications."""
+    frame = pd.DataFrame([asdict(p) for p in curve])
+    return frame.rename(columns={"knob": knob})
+
+
+def write_capacity(
+    folder: Path,
+    curve: list[CapacityPoint],
+    knob: str,
+    sla: Sla,
+    confidence: float,
+    answer: CapacityPoint | None,
+) -> dict[str, Any]:
+    """Write capacity.csv and capacity.json into `folder`; return the JSON document."""
+    curve_table(curve, knob).to_csv(folder / "capacity.csv", index=False)
+    doc = {
+        "schema": CAPACITY_SCHEMA,
+        "knob": knob,
+        "sla": {"kpi": sla.kpi, "op": sla.op, "limit": sla.limit},
+        "confidence": confidence,
+        "answer": None if answer is None else answer.knob,
+        "message": answer_text(knob, sla, confidence, answer),
+        "curve": [{k: _finite(v) for k, v in asdict(p).items()} for p in curve],
+    }
+    (folder / "capacity.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
+    return doc
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def format_curve(curve: list[CapacityPoint], knob: str) -> list[str]:
+    """Lines of the printed curve: knob, mean, half-width, bound, ok."""
+    lines = [f"{knob:>20} {'mean':>14} {'half-width':>12} {'bound':>14}  ok"]
+    for p in curve:
+        lines.append(
+            f"{p.knob:>20g} {p.mean:>14.3f} {p.half_width:>12.3f} {p.bound:>14.3f}  "
+            f"{'yes' if p.ok else 'no'}"
+        )
+    return lines
