@@ -18,8 +18,9 @@ from cardsim.records.keys import KeyRegistry, compute_tacs
 from cardsim.records.layout import HEADER_SIZE, KNOWN_FLAGS, MAX_AMOUNT_FEN
 from cardsim.records.log import Chunk
 from cardsim.settlement.grouping import Sums
+from cardsim.settlement.identity import gap_alerts
 from cardsim.settlement.positions import flow_sums
-from cardsim.settlement.reasons import Alert, Reason
+from cardsim.settlement.reasons import Reason
 from cardsim.settlement.source import ChunkSource
 
 
@@ -169,19 +170,7 @@ def _inner_gaps(
     # uint32 steps: exact where serials ascend, which accepted batches guarantee.
     step = np.subtract(serial[1:], serial[:-1])
     jump = np.flatnonzero((step > 1) & (batch_row[1:] == batch_row[:-1]) & in_good_batch[1:])
-    tid = columns["terminal_id"]
-    return [
-        (
-            Alert.TERMINAL_SERIAL_GAP,
-            int(tid[i]),
-            -1,
-            int(serial[i]) + 1,
-            int(serial[i + 1]) - 1,
-            -1,
-            -1,
-        )
-        for i in jump.tolist()
-    ]
+    return gap_alerts(columns["terminal_id"][jump], serial[jump], serial[jump + 1])
 
 
 def _structure_ok(

@@ -16,6 +16,15 @@ from cardsim.settlement.reasons import Alert, Reason
 from cardsim.settlement.source import ChunkSource, fetch, record_ids
 
 
+def gap_alerts(terminal: np.ndarray, before: np.ndarray, after: np.ndarray) -> list[tuple]:
+    """TERMINAL_SERIAL_GAP alerts: on each terminal, serials strictly between before and after
+    are missing."""
+    return [
+        (Alert.TERMINAL_SERIAL_GAP, int(t), -1, int(b) + 1, int(a) - 1, -1, -1)
+        for t, b, a in zip(terminal.tolist(), before.tolist(), after.tolist(), strict=True)
+    ]
+
+
 def disjoint_ranges(batches: np.ndarray, accepted: np.ndarray) -> tuple[bool, list[tuple]]:
     """Do accepted batches cover disjoint serial ranges per terminal? If so, also the gaps
     between consecutive ranges (TERMINAL_SERIAL_GAP alerts)."""
@@ -28,18 +37,7 @@ def disjoint_ranges(batches: np.ndarray, accepted: np.ndarray) -> tuple[bool, li
     if bool(np.any(same & (first[1:] <= last[:-1]))):
         return False, []
     gap = np.flatnonzero(same & (first[1:] > last[:-1] + 1))
-    return True, [
-        (
-            Alert.TERMINAL_SERIAL_GAP,
-            int(tid[i]),
-            -1,
-            int(last[i]) + 1,
-            int(first[i + 1]) - 1,
-            -1,
-            -1,
-        )
-        for i in gap.tolist()
-    ]
+    return True, gap_alerts(tid[gap], last[gap], first[gap + 1])
 
 
 CONTENT = [
@@ -99,18 +97,7 @@ def serial_gaps(source: ChunkSource, accepted_rows: np.ndarray) -> list[tuple]:
     rid = rid[np.r_[True, rid[1:] != rid[:-1]]] if len(rid) else rid
     tid, serial = split_rid(rid)
     gap = np.flatnonzero((tid[1:] == tid[:-1]) & (serial[1:] > serial[:-1] + 1))
-    return [
-        (
-            Alert.TERMINAL_SERIAL_GAP,
-            int(tid[i]),
-            -1,
-            int(serial[i]) + 1,
-            int(serial[i + 1]) - 1,
-            -1,
-            -1,
-        )
-        for i in gap.tolist()
-    ]
+    return gap_alerts(tid[gap], serial[gap], serial[gap + 1])
 
 
 def split_rid(rid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
