@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from cardsim.records.codes import Participant
 from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
-from cardsim.settlement.reasons import BOOKED, Alert, outcome_name
+from cardsim.settlement.reasons import BOOKED, PENDING, Alert, Reason, outcome_name
 from cardsim.settlement.result import Settlement
 from cardsim.settlement.source import ChunkSource
 
@@ -33,6 +33,13 @@ def alerts_frame(settlement: Settlement) -> pd.DataFrame:
     frame = pd.DataFrame(settlement.alerts)
     frame.insert(1, "alert", [Alert(int(c)).name for c in frame["code"]])
     return frame
+
+
+_OUTCOME_NAMES = [
+    outcome_name(c) if c in (BOOKED, PENDING) or c in set(Reason) else f"CODE_{c}"
+    for c in range(256)
+]
+"""Name of every possible outcome byte, so naming millions of rejects needs no Python loop."""
 
 
 def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
@@ -75,7 +82,13 @@ def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
     )
     codes = settlement.outcome[frame["row"].to_numpy()]
     frame.insert(1, "reason", codes.astype(np.uint8))
-    frame.insert(2, "reason_name", [outcome_name(int(c)) for c in codes])
+    frame.insert(
+        2,
+        "reason_name",
+        pd.Series(
+            pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(_OUTCOME_NAMES))
+        ),
+    )
     return frame
 
 
