@@ -31,8 +31,8 @@ from pytest_benchmark.fixture import BenchmarkFixture
 
 from cardsim.bench import PeakRss
 from cardsim.scenario import Scenario, load_scenario
-from cardsim.sim.city import Day, simulate_day
-from cardsim.sim.clearing import ClearingConfig, ClearingResult, simulate_clearing
+from cardsim.sim.city import Day, clearing_config, simulate_day
+from cardsim.sim.clearing import ClearingResult, simulate_clearing
 from cardsim.sim.reference_model import day_records, run_reference, simulate_reference
 from cardsim.sim.uploads import plan_uploads
 from cardsim.sim.world import DAY_START_MS, World
@@ -188,14 +188,7 @@ def _fast_stage(
     the vectorized upload plan, then one SimPy process per batch (as city._clear builds it)."""
     rng = np.random.default_rng(SEED)
     uploads = plan_uploads(tap_time_s, terminal, world.terminals.cellular, scenario, rng)
-    c = scenario.clearing
-    config = ClearingConfig(
-        c.workers,
-        c.batch_service_s,
-        c.record_service_s,
-        c.exponential_service,
-        tuple((float(a), float(b)) for a, b in c.outages_s),
-    )
+    config = clearing_config(scenario)
     records = np.bincount(uploads.batch_of, minlength=len(uploads.terminal))
     horizon_s = max(DAY_S, float(uploads.uploaded_s.max(initial=0.0)))
     return simulate_clearing(uploads.uploaded_s, records, config, rng, horizon_s)

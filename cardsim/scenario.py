@@ -37,7 +37,16 @@ class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class CardTypes(Model):
+class Shares(Model):
+    """A model whose fields are shares of one whole: they must sum to 1."""
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Shares:
+        _check_shares(self)
+        return self
+
+
+class CardTypes(Shares):
     """Share of cardholders by card type (must sum to 1)."""
 
     full_function: Share = 0.5
@@ -45,11 +54,6 @@ class CardTypes(Model):
     standard: Share = 0.3
     student: Share = 0.1
     senior: Share = 0.1
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> CardTypes:
-        _check_shares(self)
-        return self
 
 
 class Concessions(Model):
@@ -61,17 +65,12 @@ class Concessions(Model):
     senior: BasisPoints = 10_000
 
 
-class TopupChannels(Model):
+class TopupChannels(Shares):
     """Where low balances get topped up (shares sum to 1)."""
 
     kiosk: Share = 0.5
     bank: Share = 0.2
     online: Share = 0.3
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> TopupChannels:
-        _check_shares(self)
-        return self
 
 
 class Population(Model):

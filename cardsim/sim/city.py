@@ -303,6 +303,15 @@ def _topup_terminals(world: World, channel: np.ndarray, rng: np.random.Generator
     return out
 
 
+def clearing_config(scenario: Scenario) -> ClearingConfig:
+    """The front end's queue as the scenario describes it (city mode)."""
+    c = scenario.clearing
+    outages = tuple((float(a), float(b)) for a, b in c.outages_s)
+    return ClearingConfig(
+        c.workers, c.batch_service_s, c.record_service_s, c.exponential_service, outages
+    )
+
+
 def _clear(world: World, log: RecordLog) -> tuple[ClearingResult, np.ndarray]:
     """The clearing front end's queue over the day's uploads (or Poisson ones in M/M/c mode)."""
     c = world.scenario.clearing
@@ -313,13 +322,7 @@ def _clear(world: World, log: RecordLog) -> tuple[ClearingResult, np.ndarray]:
         result = simulate_clearing(arrivals, np.zeros(len(arrivals), np.int64), config, rng, DAY_S)
         return result, np.full(len(log.records), np.nan)
     arrival = (log.batches["uploaded_ms"] - DAY_START_MS) / 1000.0
-    config = ClearingConfig(
-        c.workers,
-        c.batch_service_s,
-        c.record_service_s,
-        c.exponential_service,
-        tuple((float(a), float(b)) for a, b in c.outages_s),
-    )
+    config = clearing_config(world.scenario)
     result = simulate_clearing(
         arrival,
         log.batches["record_count"].astype(np.int64),
