@@ -1,7 +1,7 @@
 """The clearing centre's front end: terminal upload batches queue for identical workers.
 
-Each batch is one SimPy process that requests a worker from a `simpy.Resource`, so batches are
-served first come, first served in arrival order (ties in input order). Service takes
+Each worker is one SimPy process taking batches first come, first served in arrival order
+(ties in input order). Service takes
 `batch_service_s + record_service_s * records`, either exactly or exponentially distributed
 with that mean. During an outage window the centre starts no service; queued batches wait
 until the window ends.
@@ -129,8 +129,7 @@ def simulate_clearing(
     if config.exponential:
         # Drawn per input index before the run, so a batch's time never depends on event order.
         service_s = service_s * rng.standard_exponential(arrivals.size)
-    run = _Run(config, service_s)
-    run.env.process(run.source(arrivals))
+    run = _Run(config, service_s, arrivals)
     run.env.run()
     start_s, end_s = run.start_s, run.end_s
     busy_s = float(np.sum(np.clip(end_s, 0, horizon_s) - np.clip(start_s, 0, horizon_s)))
@@ -232,46 +231,54 @@ class _Outages:
 
 
 class _Run:
-    """One simulation: the environment, the workers, and the per-batch times it writes."""
+    """One simulation: the environment, the workers, and the per-batch times it writes.
 
-    def __init__(self, config: ClearingConfig, service_s: np.ndarray) -> None:
+    Each worker is one SimPy process that takes the next batch in arrival order whenever it is
+    free, so batches are served first come, first served exactly as from one FIFO queue: the
+    k-th batch to arrive goes to the k-th worker to come free. That costs one service timeout
+    per batch (plus a wake-up when a worker sits idle), not a process and a resource request
+    per batch, which is what makes a city day's tens of thousands of uploads cheap.
+    """
+
+    def __init__(self, config: ClearingConfig, service_s: np.ndarray, arrival_s: np.ndarray):
         self.env = simpy.Environment()
         """The clock and event queue; all times below are read from it."""
-        self.workers = simpy.Resource(self.env, capacity=config.workers)
-        """The identical workers, granted first come, first served."""
         self.outages = _Outages(config.merged_outages_s())
         """When no service may start."""
         self.wakeups = Wakeups(self.env)
         """One shared wake-up per outage end."""
         self.service_s = service_s.tolist()
         """Service time per batch (Python floats: cheaper to index one at a time)."""
+        self.order = np.argsort(arrival_s, kind="stable").tolist()
+        """Batch indices in arrival order (ties in input order): the queue."""
+        self.arrival_s = arrival_s.tolist()
+        """Arrival time per batch."""
+        self.next = 0
+        """Position in `order` of the next batch no worker has taken."""
         self.arrived_s = np.full(service_s.size, np.nan)
-        """The clock at each batch's arrival (its arrival_s, or one ulp above; see delay_until)."""
+        """The arrival per batch: its arrival_s, or the clock when an idle worker woke for it
+        (one ulp above at most; see delay_until)."""
         self.start_s = np.full(service_s.size, np.nan)
         """Service start per batch."""
         self.end_s = np.full(service_s.size, np.nan)
         """Service end per batch."""
+        for _ in range(config.workers):
+            self.env.process(self.worker())
 
-    def source(self, arrival_s: np.ndarray) -> Generator[simpy.Event, None, None]:
-        """Release the batches in arrival order (ties in input order), one process each.
-
-        One source instead of one sleeping process per batch keeps memory proportional to the
-        queue, not to the day. A new process runs (and requests a worker) before the source's
-        next timeout, even a zero one, so requests reach the resource in arrival order.
-        """
+    def worker(self) -> Generator[simpy.Event, None, None]:
+        """Serve the oldest batch not yet taken, again and again, until none is left."""
         env = self.env
-        for index in np.argsort(arrival_s, kind="stable").tolist():
-            yield env.timeout(delay_until(env.now, float(arrival_s[index])))
-            env.process(self.batch(index))
-
-    def batch(self, index: int) -> Generator[simpy.Event, None, None]:
-        """One batch: wait for a worker, wait out any outage (holding the worker), be served."""
-        env = self.env
-        self.arrived_s[index] = env.now
-        with self.workers.request() as request:
-            yield request
-            # Holding the worker through the outage keeps FIFO order: the batches at the head
-            # of the queue are exactly the ones that start when the centre comes back.
+        while self.next < len(self.order):
+            index = self.order[self.next]
+            self.next += 1
+            arrival_s = self.arrival_s[index]
+            if arrival_s > env.now:  # idle until the batch arrives
+                yield env.timeout(delay_until(env.now, arrival_s))
+                arrival_s = env.now
+            self.arrived_s[index] = arrival_s
+            # A worker that took a batch holds it through an outage: the batches at the head
+            # of the queue are exactly the ones that start when the centre comes back, in
+            # the order their workers began waiting.
             while (wake := self._outage_wake()) is not None:
                 yield wake
             self.start_s[index] = env.now
