@@ -1,0 +1,240 @@
+"""The clearing-day ledger: which days are closed, their reports' hashes, what they booked.
+
+A folder:
+
+    LEDGER/ledger.sqlite     closed days, booked record ids per day, reversals (WAL, FULL)
+    LEDGER/days/NNNN/        each closed day's report, with SHA256SUMS
+    LEDGER/carry/NNNN/       records pending at day NNNN's cut-off, settled on day NNNN + 1
+
+Closing a day is one SQLite transaction (the day row with its report's SHA-256, the day's
+booked ids and TACs, its reversals) and nothing else: the report and carry folders are
+written and fsynced under temporary names first and renamed into place after the commit, so
+`days/NNNN/` exists only for a closed day. A crash between the commit and the renames is
+finished when the ledger is next opened. Nothing ever writes into a closed day's folder; its
+report's hash is checked whenever the ledger reads from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cardsim.errors import InputError
+from cardsim.ledger.durable import (
+    SUMS_FILE,
+    CrashHook,
+    file_sha256,
+    fsync_dir,
+    open_database,
+    remove_database,
+)
+from cardsim.settlement.booked_index import BookedIndex
+
+LEDGER_SCHEMA = "cardsim.ledger/1"
+DB_FILE = "ledger.sqlite"
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS day (
+    day INTEGER PRIMARY KEY,
+    cutoff_ms INTEGER NOT NULL,
+    report_sha256 TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    carried_out INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS booked (
+    day INTEGER PRIMARY KEY REFERENCES day(day),
+    rids BLOB NOT NULL,
+    tacs BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reversal (
+    terminal_id INTEGER NOT NULL,
+    terminal_serial INTEGER NOT NULL,
+    original_day INTEGER NOT NULL REFERENCES day(day),
+    day INTEGER NOT NULL REFERENCES day(day),
+    PRIMARY KEY (terminal_id, terminal_serial)
+);
+"""
+
+
+@dataclass(frozen=True)
+class ClosedDay:
+    """One closed clearing day, as the ledger recorded it when it closed."""
+
+    day: int
+    cutoff_ms: int
+    """Receipt-time cut-off: batches received later went to the next day."""
+    report_sha256: str
+    """SHA-256 of the report's SHA256SUMS, which lists every file of the report."""
+    inputs: str
+    """Fingerprint of what the day was closed from (to recognise a repeated command)."""
+    carried_out: int
+    """Records pending at the cut-off, kept in carry/NNNN/ for the next day."""
+
+
+class ClearingLedger:
+    """A ledger folder, opened by one process at a time."""
+
+    def __init__(self, folder: Path, db: sqlite3.Connection, hook: CrashHook) -> None:
+        self.folder = folder
+        self.db = db
+        self.hook = hook
+
+    @classmethod
+    def open(cls, folder: Path, hook: CrashHook | None = None) -> ClearingLedger:
+        """Open (or create) a ledger and finish any close a crash interrupted."""
+        if folder.exists() and not folder.is_dir():
+            raise InputError(folder, "not a ledger folder")
+        db = open_database(folder / DB_FILE)
+        db.executescript(_TABLES)
+        schema = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if schema is None:
+            db.execute("INSERT INTO meta VALUES ('schema', ?)", (LEDGER_SCHEMA,))
+        elif schema[0] != LEDGER_SCHEMA:
+            raise InputError(
+                folder / DB_FILE, f"ledger schema {schema[0]}, expected {LEDGER_SCHEMA}"
+            )
+        ledger = cls(folder, db, hook or CrashHook())
+        ledger._recover()
+        return ledger
+
+    def closed_days(self) -> list[ClosedDay]:
+        """Every closed day, in order."""
+        rows = self.db.execute(
+            "SELECT day, cutoff_ms, report_sha256, inputs, carried_out FROM day ORDER BY day"
+        ).fetchall()
+        return [ClosedDay(*row) for row in rows]
+
+    def last(self) -> ClosedDay | None:
+        """The latest closed day, if any."""
+        days = self.closed_days()
+        return days[-1] if days else None
+
+    def closed(self, day: int) -> ClosedDay | None:
+        """Day `day` if it is closed."""
+        return next((d for d in self.closed_days() if d.day == day), None)
+
+    def next_day(self) -> int:
+        """The open day: the one after the last closed day (days count from 1)."""
+        last = self.last()
+        return 1 if last is None else last.day + 1
+
+    def report_dir(self, day: int) -> Path:
+        """The folder of a day's report."""
+        return self.folder / "days" / f"{day:04d}"
+
+    def carry_dir(self, day: int) -> Path:
+        """The log of records pending at a day's cut-off."""
+        return self.folder / "carry" / f"{day:04d}"
+
+    def journal_path(self, day: int) -> Path:
+        """The settlement journal of a day being closed."""
+        return self.folder / f".journal-{day:04d}"
+
+    def booked_index(self) -> BookedIndex:
+        """Every record id booked on a closed day, with its TAC."""
+        rows = self.db.execute("SELECT rids, tacs FROM booked ORDER BY day").fetchall()
+        return BookedIndex.of_days(
+            [(np.frombuffer(r, np.uint64), np.frombuffer(t, np.uint64)) for r, t in rows]
+        )
+
+    def booked_day(self, rids: np.ndarray) -> np.ndarray:
+        """The closed day that booked each record id (0: none)."""
+        out = np.zeros(len(rids), np.int64)
+        for day, blob in self.db.execute("SELECT day, rids FROM booked ORDER BY day"):
+            out[np.isin(rids, np.frombuffer(blob, np.uint64))] = day
+        return out
+
+    def reversed_on(self, terminal_id: int, terminal_serial: int) -> int:
+        """The day that already booked a reversal of this record (0: none)."""
+        row = self.db.execute(
+            "SELECT day FROM reversal WHERE terminal_id = ? AND terminal_serial = ?",
+            (terminal_id, terminal_serial),
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def verified(self, day: int, name: str) -> Path:
+        """A file of a closed day's report, after checking it against the recorded hash."""
+        closed = self.closed(day)
+        if closed is None:
+            raise AssertionError(f"day {day} is not closed")
+        folder = self.report_dir(day)
+        sums = folder / SUMS_FILE
+        if not sums.is_file() or file_sha256(sums) != closed.report_sha256:
+            raise InputError(sums, f"does not match the hash recorded when day {day} closed")
+        listed = {
+            name: digest
+            for digest, name in (line.split("  ", 1) for line in sums.read_text().splitlines())
+        }
+        if listed.get(name) != file_sha256(folder / name):
+            raise InputError(folder / name, f"changed since day {day} closed")
+        return folder / name
+
+    def commit_day(
+        self,
+        closed: ClosedDay,
+        booked: tuple[np.ndarray, np.ndarray],
+        reversals: list[tuple[int, int, int]],
+    ) -> None:
+        """The commit point of closing a day: its row, booked ids and TACs, and reversals
+        (terminal_id, terminal_serial, original_day), in one transaction; then the report
+        and carry folders, already complete under temporary names, are put in place."""
+        rids, tacs = booked
+        self.db.execute("BEGIN")
+        self.db.execute(
+            "INSERT INTO day VALUES (?, ?, ?, ?, ?)",
+            (closed.day, closed.cutoff_ms, closed.report_sha256, closed.inputs, closed.carried_out),
+        )
+        self.db.execute(
+            "INSERT INTO booked VALUES (?, ?, ?)",
+            (closed.day, rids.astype("<u8").tobytes(), tacs.astype("<u8").tobytes()),
+        )
+        self.db.executemany(
+            "INSERT INTO reversal VALUES (?, ?, ?, ?)",
+            [(t, s, original, closed.day) for t, s, original in reversals],
+        )
+        self.db.execute("COMMIT")
+        self.hook.committed()
+        self._put_in_place(closed)
+
+    def close(self) -> None:
+        """Let go of the ledger (another process may open it)."""
+        self.db.close()
+
+    def partial(self, final: Path) -> Path:
+        """The temporary name a day's folder is built under."""
+        return final.with_name(f".{final.name}.partial")
+
+    def _put_in_place(self, closed: ClosedDay) -> None:
+        for final, needed in (
+            (self.report_dir(closed.day), True),
+            (self.carry_dir(closed.day), closed.carried_out > 0),
+        ):
+            if final.is_dir() or not needed:
+                continue
+            partial = self.partial(final)
+            if not partial.is_dir():
+                raise InputError(final, f"missing: day {closed.day} closed, but its folder is gone")
+            partial.rename(final)
+            fsync_dir(final.parent)
+
+    def _recover(self) -> None:
+        """Finish closes a crash interrupted after their commit."""
+        for closed in self.closed_days():
+            if self.journal_path(closed.day).exists():
+                remove_database(self.journal_path(closed.day))
+            report = self.report_dir(closed.day)
+            if not report.is_dir():
+                sums = self.partial(report) / SUMS_FILE
+                if not sums.is_file() or file_sha256(sums) != closed.report_sha256:
+                    raise InputError(report, f"missing: day {closed.day} closed, report gone")
+            self._put_in_place(closed)
+
+
+def report_sha256(folder: Path) -> str:
+    """The hash a closed day's report is known by: SHA-256 of its SHA256SUMS file."""
+    return hashlib.sha256((folder / SUMS_FILE).read_bytes()).hexdigest()

@@ -1,0 +1,128 @@
+"""Exactly once across days: records booked on closed days are never booked again.
+
+A clearing day that is closed is final, but terminals keep retrying: a batch whose
+acknowledgement was lost is uploaded again the next day, or a record re-sent in a new batch.
+The ledger hands the kernel a `BookedIndex`, the record ids booked on every closed day with
+their TACs, and such a record is treated as if its closed-day copy were the first row of the
+log: same id and same TAC (a MAC over all the record's other bytes) is a DUPLICATE_RECORD,
+same id with another TAC a RECORD_CONFLICT with its alert. Both are decided by content, never
+by a terminal's clock.
+
+As in the kernel's own repeat check, the work is per batch first: only accepted batches whose
+serial range meets an id of the index have their records read back and looked up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from cardsim.settlement.chunk import LogState
+from cardsim.settlement.grouping import Sums
+from cardsim.settlement.positions import flow_sums
+from cardsim.settlement.reasons import BOOKED, Alert, Reason
+from cardsim.settlement.source import ChunkSource, fetch, record_ids
+
+_READ = [
+    "terminal_id",
+    "terminal_serial",
+    "card_id",
+    "tac",
+    "payee",
+    "kind",
+    "domain",
+    "amount_fen",
+]
+
+
+@dataclass(frozen=True)
+class BookedIndex:
+    """Record ids (terminal_id << 32 | terminal_serial) booked on closed days, ascending and
+    distinct, each with the TAC it was booked with."""
+
+    rids: np.ndarray
+    tacs: np.ndarray
+
+    @classmethod
+    def empty(cls) -> BookedIndex:
+        """No day closed yet."""
+        return cls(np.empty(0, np.uint64), np.empty(0, np.uint64))
+
+    @classmethod
+    def of_days(cls, days: list[tuple[np.ndarray, np.ndarray]]) -> BookedIndex:
+        """The union of several days' (rids, tacs); a record id booked twice is an error."""
+        if not days:
+            return cls.empty()
+        rids = np.concatenate([d[0] for d in days]).astype(np.uint64)
+        tacs = np.concatenate([d[1] for d in days]).astype(np.uint64)
+        order = np.argsort(rids, kind="stable")
+        rids, tacs = rids[order], tacs[order]
+        if len(rids) > 1 and bool(np.any(rids[1:] == rids[:-1])):
+            raise AssertionError("a record id was booked on two days")
+        return cls(rids, tacs)
+
+    def __len__(self) -> int:
+        return len(self.rids)
+
+    def lookup(self, rids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each id: was it booked on a closed day, and with which TAC (0 when not)."""
+        if not len(self.rids):
+            return np.zeros(len(rids), bool), np.zeros(len(rids), np.uint64)
+        pos = np.minimum(np.searchsorted(self.rids, rids), len(self.rids) - 1)
+        found = self.rids[pos] == rids
+        return found, np.where(found, self.tacs[pos], np.uint64(0))
+
+
+def drop_booked_before(
+    source: ChunkSource,
+    outcome: np.ndarray,
+    cols: LogState,
+    batches: np.ndarray,
+    accepted: np.ndarray,
+    batch_of: Callable[[np.ndarray], np.ndarray],
+    index: BookedIndex | None,
+) -> tuple[Sums, list[tuple]]:
+    """Mark records of accepted batches already booked on a closed day in `outcome`; return
+    the flows they had contributed (for the netting to subtract) and the conflict alerts."""
+    if index is None or not len(index):
+        return flow_sums(*(np.empty(0, np.uint32),) * 4), []
+    rows = _rows_meeting(index, cols, batches, accepted)
+    rows = rows[outcome[rows] == BOOKED]
+    if not len(rows):
+        return flow_sums(*(np.empty(0, np.uint32),) * 4), []
+    found = fetch(source, _READ, rows)
+    seen, tac = index.lookup(record_ids(found))
+    same = seen & (tac == found["tac"])
+    conflict = seen & ~same
+    outcome[rows[same]] = Reason.DUPLICATE_RECORD
+    outcome[rows[conflict]] = Reason.RECORD_CONFLICT
+    alerts = [
+        (Alert.RECORD_CONFLICT, t, c, s, s, b, r)
+        for t, c, s, b, r in zip(
+            found["terminal_id"][conflict].tolist(),
+            found["card_id"][conflict].tolist(),
+            found["terminal_serial"][conflict].tolist(),
+            batch_of(rows[conflict]).tolist(),
+            rows[conflict].tolist(),
+            strict=True,
+        )
+    ]
+    gone = flow_sums(*(found[n][seen] for n in ("payee", "kind", "domain", "amount_fen")))
+    return gone, alerts
+
+
+def _rows_meeting(
+    index: BookedIndex, cols: LogState, batches: np.ndarray, accepted: np.ndarray
+) -> np.ndarray:
+    """Log rows of the accepted batches whose serial range holds an id of the index."""
+    b = np.flatnonzero(accepted & (cols.length > 0))
+    terminal = batches["terminal_id"][b].astype(np.uint64) << np.uint64(32)
+    lo = terminal | batches["first_serial"][b].astype(np.uint64)
+    hi = terminal | batches["last_serial"][b].astype(np.uint64)
+    meets = np.searchsorted(index.rids, lo) < np.searchsorted(index.rids, hi, side="right")
+    b = b[meets]
+    lengths = cols.length[b]
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(cols.start[b] - offsets, lengths) + np.arange(int(lengths.sum()))
