@@ -2,8 +2,8 @@
 
 Groups (`make bench` prints them side by side):
 - settle-10M: the kernel on 1 and 2 workers, the crypto floor on 1 and 2 threads (SHA-256
-  over every batch plus one Ed25519 verification per batch), the TAC check alone, and the
-  one-signature-per-record baseline.
+  over every batch plus one Ed25519 verification per batch), the TAC check alone (compiled,
+  and its numpy baseline), and the one-signature-per-record baseline.
 - netting-10M: the kernel's integer netting against a pandas group-by.
 - batch-size-sweep: the kernel and the floor at batch sizes 64, 256, 1,024 and 4,096.
 
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from benchmarks.conftest import RECORDS, TERMINALS
 from cardsim.bench import PeakRss, crypto_floor_s, tac_floor_s
-from cardsim.records.keys import KeyRegistry
+from cardsim.records.keys import KeyRegistry, compute_tacs_vectorized
 from cardsim.records.log import LogReader
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle
@@ -97,6 +97,23 @@ def test_tac_check_alone(benchmark, logs) -> None:
     day, _ = logs(MAIN_BATCH)
     benchmark.pedantic(lambda: tac_floor_s(day.log, day.registry), rounds=3, iterations=1)
     _record(benchmark, "tac", len(day.log.records))
+
+
+def test_baseline_tac_check_numpy(benchmark, logs) -> None:
+    """The TAC check with numpy ufuncs over blocks of rows, as the kernel did before its
+    compiled loop: the baseline of test_tac_check_alone."""
+    benchmark.group = "settle-10M"
+    day, _ = logs(MAIN_BATCH)
+    records, master = day.log.records, day.registry.master_key
+
+    def numpy_tacs() -> None:
+        for start in range(0, len(records), 1 << 18):
+            compute_tacs_vectorized(master, records[start : start + (1 << 18)])
+
+    benchmark.pedantic(numpy_tacs, rounds=1, iterations=1)
+    _record(benchmark, "tac-numpy", len(records))
+    if "tac" in RESULTS:
+        benchmark.extra_info["compiled_speedup"] = round(RESULTS["tac-numpy"] / RESULTS["tac"], 2)
 
 
 def test_baseline_one_signature_per_record_100k_sample(benchmark, logs) -> None:

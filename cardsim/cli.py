@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -14,6 +15,9 @@ import typer
 from tqdm import tqdm
 
 from cardsim.errors import InputError
+from cardsim.ledger.clearing_days import report_sha256
+from cardsim.ledger.day_close import DayInputs, close_day
+from cardsim.ledger.settle_journal import SettleJournal, settle_durably, settle_inputs
 from cardsim.records.codes import Domain
 from cardsim.records.keys import load_registry
 from cardsim.records.log import LogReader, write_log
@@ -23,6 +27,7 @@ from cardsim.scenario import load_scenario
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle as settle_log
 from cardsim.settlement.params import SettlementParams, load_params
+from cardsim.settlement.result import Settlement
 
 app = typer.Typer(
     add_completion=False,
@@ -141,6 +146,31 @@ def _fee_schedule(specs: list[str], base: FeeSchedule) -> FeeSchedule:
     return FeeSchedule(rates, base.payee_bp)
 
 
+_LEDGER_HELP = (
+    "Clearing-day ledger folder: close its open day with this log (report in DIR/days/NNNN/, "
+    "its SHA-256 in the ledger). Needs a cut-off."
+)
+_CORRECTIONS_HELP = (
+    "With --ledger: CSV of booked records to reverse today (terminal_id, terminal_serial, "
+    "optional reference)."
+)
+
+
+def _close_day(ledger: Path, inputs: DayInputs, rows: int) -> None:
+    with _bar(rows, "settling") as bar:
+        doc = close_day(ledger, inputs, bar.update, lambda line: typer.echo(line, err=True))
+    counts, day = doc["records"], doc["ledger"]
+    typer.echo(
+        f"day {day['day']} closed at cut-off {doc['cutoff_ms']}: {counts['records']:,} records, "
+        f"{counts['booked']:,} booked ({day['late_records_booked']:,} late), "
+        f"{counts['rejected']:,} rejected ({day['rejected_as_booked_on_closed_day']:,} booked "
+        f"on a closed day), {counts['pending']:,} carried to day {day['day'] + 1}; "
+        f"{day['reversals']:,} reversals ({day['reversal_fen']} fen)"
+    )
+    report = ledger / "days" / f"{day['day']:04d}"
+    typer.echo(f"wrote {report}/ (sha256 {report_sha256(report)})")
+
+
 @app.command()
 @user_errors
 def settle(
@@ -152,7 +182,7 @@ def settle(
         ),
     ],
     keys: Annotated[Path, typer.Option(help="Key registry (keys.json).")],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (not with --ledger).")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Settlement threads.")] = 1,
     cutoff_ms: Annotated[
         int | None,
@@ -168,24 +198,56 @@ def settle(
             "settlement-params.json, else bus=50, pos=60, others 0."
         ),
     ] = None,
+    scheduler: Annotated[str | None, typer.Option(help=_SETTLE_SCHEDULER_HELP)] = None,
+    ledger: Annotated[Path | None, typer.Option(help=_LEDGER_HELP)] = None,
+    day: Annotated[
+        int | None,
+        typer.Option(min=1, help="With --ledger: the day being closed. Default: the open day."),
+    ] = None,
+    corrections: Annotated[Path | None, typer.Option(help=_CORRECTIONS_HELP)] = None,
 ) -> None:
     """Settle any log in the documented format: writes settlement.csv, rejects.parquet,
     alerts.parquet, booked.parquet and summary.json (written last). Exit 0 when it settled:
-    rejects are data, not failures."""
+    rejects are data, not failures. Progress is journaled: after a crash, the same command
+    resumes where it stopped. With --ledger, closes a clearing day instead (docs/settlement.md)."""
+    _check_scheduler(scheduler)
     registry = load_registry(keys)
     reader = LogReader(log)
     params = load_params(log) or SettlementParams()
     fees = _fee_schedule(fee_bp or [], params.fees)
     cutoff_ms = params.cutoff_ms if cutoff_ms is None else cutoff_ms
-    with _bar(reader.rows, "settling") as bar:
-        result = settle_log(reader, registry, fees, cutoff_ms, workers, bar.update)
-    with atomic_folder(out) as tmp:
-        doc = write_settlement(tmp, result, reader, {"log": str(log), "cutoff_ms": cutoff_ms})
+    if ledger is not None:
+        if out is not None or scheduler is not None:
+            raise InputError(
+                ledger, "--ledger closes a day into the ledger: no --out, no --scheduler"
+            )
+        today = DayInputs(log, keys, registry, fees, cutoff_ms, corrections, day, workers)
+        return _close_day(ledger, today, reader.rows)
+    if out is None or day is not None or corrections is not None:
+        raise InputError(log, "use --out DIR, or --ledger DIR [--day N] [--corrections FILE]")
+
+    def run(journal: SettleJournal) -> Settlement:
+        with _bar(reader.rows, "settling") as bar:
+            if scheduler is not None:
+                from cardsim.cluster.settlement import settle_on_cluster
+
+                return settle_on_cluster(
+                    scheduler, reader, registry, fees, cutoff_ms, workers, bar.update
+                )
+            return settle_log(
+                reader, registry, fees, cutoff_ms, workers, bar.update, journal=journal
+            )
+
+    def write(tmp: Path, result: Settlement) -> dict[str, Any]:
+        return write_settlement(tmp, result, reader, {"log": str(log), "cutoff_ms": cutoff_ms})
+
+    inputs = settle_inputs(log, keys, cutoff_ms, fees)
+    doc = settle_durably(out, inputs, run, write, lambda line: typer.echo(line, err=True))
     counts = doc["records"]
     typer.echo(
         f"settled {counts['records']:,} records: {counts['booked']:,} booked, "
         f"{counts['rejected']:,} rejected, {counts['pending']:,} pending; "
-        f"{len(result.alerts):,} alerts; net positions sum "
+        f"{sum(doc['alerts'].values()):,} alerts; net positions sum "
         f"{doc['net_positions_sum_fen']} fen"
     )
     typer.echo(
@@ -209,7 +271,8 @@ def run(
     workers: Annotated[int, typer.Option(min=1, max=64, help="Settlement threads.")] = 1,
 ) -> None:
     """Simulate one city day and write DIR/records/ (the signed log), keys.json,
-    settlement.csv, rejects and alerts, by_domain.csv, by_hour.csv and summary.json (last)."""
+    settlement.csv, rejects and alerts, by_domain.csv, by_hour.csv, series/ and plots/,
+    report.html and summary.json (last)."""
     from cardsim.runner import STAGES
     from cardsim.runner import run as run_day
 
@@ -240,7 +303,44 @@ def run(
         f"money conserved: {c['money_conserved']}; every record in one place: "
         f"{c['records_in_one_place']}; net positions sum {k['net_positions_sum_fen']} fen"
     )
+    _echo_accounting(doc)
     typer.echo(f"wrote {out}/")
+
+
+def _echo_accounting(doc: dict[str, Any]) -> None:
+    a = doc["accounting"]
+    typer.echo(
+        f"accounting: {a['records_written']:,} records written = {a['booked']:,} booked + "
+        f"{a['rejected']:,} rejected + {a['pending']:,} pending + {a['lost_at_terminal']:,} "
+        f"lost at terminals: {a['every_record_in_one_place']}; "
+        f"double counted {a['double_counted']}"
+    )
+    if "injection" in doc:
+        f = doc["injection"]["fraud"]
+        typer.echo(
+            f"frauds: {f['caught']} of {f['expected_alerts']} caught ({f['planted']} planted), "
+            f"{f['missed']} missed, {f['false_alerts']} false alerts (injected.csv)"
+        )
+
+
+def _report(folder: Path) -> Path:
+    from cardsim.report import write_report
+
+    return write_report(folder)
+
+
+@app.command()
+@user_errors
+def report(
+    folder: Annotated[
+        Path, typer.Argument(help="Output folder of cardsim run, sweep or capacity.")
+    ],
+) -> None:
+    """Rebuild DIR/report.html (and a run's DIR/plots/) from the files in DIR alone: one
+    self-contained page with the scenario, seed, KPIs, settlement, rejects and alerts, the
+    conservation check and the plots; for a sweep or capacity search, the summary table and
+    the capacity curve. The same folder always gives the same bytes."""
+    typer.echo(f"wrote {_report(folder)}")
 
 
 @app.command()
@@ -286,20 +386,42 @@ def _sweep_spec(
     return SweepSpec(scenario, tuple(overrides), axes, replications, seed, warmup_s)
 
 
-def _run_sweep_with_bar(spec: Any, folder: Path, workers: int) -> dict[str, Any]:
+def _run_sweep_with_bar(
+    spec: Any, folder: Path, workers: int, scheduler: str | None
+) -> dict[str, Any]:
     from cardsim.capacity.sweep import run_sweep
 
     with tqdm(
         total=spec.runs, desc="sweep", unit="run", leave=False, disable=None, file=sys.stderr
     ) as bar:
-        return run_sweep(spec, folder, workers, lambda: bar.update(1))
+        return run_sweep(spec, folder, workers, lambda: bar.update(1), scheduler)
 
 
-def _no_scheduler(scheduler: str | None) -> None:
+def _local_workers(workers: int | None, scheduler: str | None) -> int:
+    """Processes for the runs: --workers, by default every core; none with --scheduler."""
+    if scheduler is not None and workers is not None:
+        raise InputError("--scheduler", "the cluster's workers do the runs: drop --workers")
+    _check_scheduler(scheduler)
+    return workers or os.cpu_count() or 1
+
+
+def _check_scheduler(scheduler: str | None) -> None:
+    """A malformed or unreachable --scheduler fails at once, before any work."""
     if scheduler is not None:
-        raise InputError(
-            "--scheduler", "distributed runs (Dask) are not implemented yet; use --workers N"
-        )
+        from cardsim.cluster.connection import check_address
+
+        check_address(scheduler)
+
+
+_WORKERS_HELP = "Runs at once, in local processes. Default: every core of this machine."
+_SCHEDULER_HELP = (
+    "Run on the Dask cluster whose scheduler is at tcp://HOST:PORT (`dask scheduler`, then "
+    "`dask worker tcp://HOST:PORT` on each machine) instead of local processes. Same bytes."
+)
+_SETTLE_SCHEDULER_HELP = (
+    "Settle on the Dask cluster whose scheduler is at tcp://HOST:PORT, one shard of whole "
+    "terminals per worker; workers read LOG at the same path. Same bytes."
+)
 
 
 _SET_HELP = "Override a scenario field for every run, KEY.PATH=VALUE (repeatable)."
@@ -323,7 +445,7 @@ def sweep(
         Path | None, typer.Option(help="Output folder (not needed with --only).")
     ] = None,
     replications: Annotated[int, typer.Option(min=1, max=10_000, help=_REPLICATIONS_HELP)] = 5,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Runs at once, in processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help=_WORKERS_HELP)] = None,
     seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication streams.")] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     warmup_s: Annotated[float, typer.Option(min=0.0, max=86_400.0, help=_WARMUP_HELP)] = 0.0,
@@ -331,34 +453,36 @@ def sweep(
         int | None,
         typer.Option(min=0, help="Redo one run id alone and print its row as JSON (no files)."),
     ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="Dask scheduler tcp://host:port (not implemented yet).")
-    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help=_SCHEDULER_HELP)] = None,
 ) -> None:
     """Run every grid point of --vary times --replications and write DIR/runs.csv and
     runs.parquet (one row per run: run_id, point, replication, seed, the varied fields, every
     KPI; streamed in run-id order), summary.csv and summary.json (per point, the mean and
     95 % CI half-width of every numeric KPI; written last). Same command, same bytes, whatever
-    --workers."""
+    --workers or --scheduler."""
     from cardsim.capacity.sweep import run_by_id
 
-    _no_scheduler(scheduler)
+    processes = _local_workers(workers, scheduler)
     spec = _sweep_spec(scenario, vary, set_, replications, seed, warmup_s)
     if only is not None:
+        if scheduler is not None:
+            raise InputError("--scheduler", "--only re-runs one run here: drop --scheduler")
         if only >= spec.runs:
             raise InputError(scenario, f"--only {only}: run ids are 0..{spec.runs - 1}")
         typer.echo(json.dumps(run_by_id(spec, only)))
         return
     if out is None:
         raise InputError(scenario, "--out is required (unless --only)")
-    typer.echo(f"seed {seed}: {spec.runs:,} runs on {workers} worker(s)", err=True)
+    where = f"the Dask cluster at {scheduler}" if scheduler else f"{processes} worker(s)"
+    typer.echo(f"seed {seed}: {spec.runs:,} runs on {where}", err=True)
     with atomic_folder(out) as tmp:
-        doc = _run_sweep_with_bar(spec, tmp, workers)
+        doc = _run_sweep_with_bar(spec, tmp, processes, scheduler)
+        _report(tmp)
     typer.echo(
         f"{len(doc['points'])} points x {replications} replications = {spec.runs} runs; "
         f"replication seeds {doc['replication_seeds']}"
     )
-    typer.echo(f"wrote {out}/runs.csv, runs.parquet, summary.csv, summary.json")
+    typer.echo(f"wrote {out}/runs.csv, runs.parquet, summary.csv, summary.json, report.html")
 
 
 @app.command()
@@ -376,10 +500,11 @@ def capacity(
         typer.Option(min=0.5, max=0.999, help="One-sided confidence that the SLA holds."),
     ] = 0.95,
     replications: Annotated[int, typer.Option(min=2, max=10_000, help=_REPLICATIONS_HELP)] = 5,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Runs at once, in processes.")] = 1,
+    workers: Annotated[int | None, typer.Option(min=1, max=64, help=_WORKERS_HELP)] = None,
     seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication streams.")] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
     warmup_s: Annotated[float, typer.Option(min=0.0, max=86_400.0, help=_WARMUP_HELP)] = 0.0,
+    scheduler: Annotated[str | None, typer.Option(help=_SCHEDULER_HELP)] = None,
 ) -> None:
     """Find the smallest knob value whose SLA holds at --confidence: judged on the one-sided
     confidence bound of the KPI mean over the replications (upper for <=, lower for >=), not
@@ -391,6 +516,7 @@ def capacity(
     from cardsim.capacity.report import answer_text, format_curve, write_capacity
     from cardsim.capacity.search import evaluate, parse_sla, smallest_meeting
 
+    processes = _local_workers(workers, scheduler)
     try:
         target = parse_sla(sla)
     except ValueError as exc:
@@ -399,17 +525,75 @@ def capacity(
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in spec.axes[0].values):
         raise InputError(scenario, f"--values {values!r}: {knob} values must be numbers")
     with atomic_folder(out) as tmp:
-        _run_sweep_with_bar(spec, tmp, workers)
+        _run_sweep_with_bar(spec, tmp, processes, scheduler)
         runs = pq.read_table(tmp / "runs.parquet", columns=[knob, target.kpi]).to_pandas()
         samples = {k: g[target.kpi].to_numpy(float) for k, g in runs.groupby(knob, sort=True)}
         curve = evaluate(samples, target, confidence)
         answer = smallest_meeting(curve)
         write_capacity(tmp, curve, knob, target, confidence, answer)
         plot_capacity(curve, target, knob, confidence, answer, tmp / "capacity.png")
+        _report(tmp)
     for line in format_curve(curve, knob):
         typer.echo(line)
     typer.echo(answer_text(knob, target, confidence, answer))
-    typer.echo(f"wrote {out}/capacity.csv, capacity.json, capacity.png and the sweep files")
+    typer.echo(
+        f"wrote {out}/capacity.csv, capacity.json, capacity.png, report.html and the sweep files"
+    )
+
+
+@app.command()
+@user_errors
+def exposure(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    intervals: Annotated[
+        str,
+        typer.Option(help="Hotlist refresh intervals, a number with s, m, h or d each."),
+    ] = "1h,2h,4h,8h,24h",
+    replications: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Days per interval, each with its own seed.")
+    ] = 5,
+    seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication seeds.")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+) -> None:
+    """Hotlist exposure: the value terminals accept from lost cards (spent by their finders)
+    before the hotlist reaches them, for each hotlist refresh interval. Every interval sees the
+    same replication days (the same losses and finders). Writes exposure.csv (per interval:
+    totals, mean, min and max per day, int64 fen), exposure_runs.csv (per day), exposure.png
+    and summary.json (last)."""
+    from cardsim.capacity.replicate import replication_seeds
+    from cardsim.sim.exposure import exposure_runs, parse_intervals, plot_exposure, summarize
+
+    try:
+        intervals_s = parse_intervals(intervals)
+    except ValueError as exc:
+        raise InputError(scenario, f"--intervals: {exc}") from None
+    overrides = list(set_ or [])
+    for s in intervals_s:  # each interval must be a valid terminals.hotlist_refresh_s
+        load_scenario(scenario, [*overrides, f"terminals.hotlist_refresh_s={s}"])
+    sc = load_scenario(scenario, overrides)
+    seeds = replication_seeds(seed, replications)
+    runs = exposure_runs(sc, intervals_s, seeds)
+    table = summarize(runs)
+    with atomic_folder(out) as tmp:
+        table.to_csv(tmp / "exposure.csv", index=False)
+        runs.to_csv(tmp / "exposure_runs.csv", index=False)
+        plot_exposure(table, runs, sc.name, tmp / "exposure.png")
+        doc = {
+            "schema": "cardsim.exposure/1",
+            "scenario": sc.model_dump(mode="json"),
+            "seed": seed,
+            "replication_seeds": seeds,
+            "intervals": table.to_dict(orient="records"),
+        }
+        (tmp / "summary.json").write_text(json.dumps(doc, indent=1) + "\n")
+    for row in table.itertuples():
+        typer.echo(
+            f"{row.interval:>6}: {row.exposure_fen_mean:>10,} fen a day on average "
+            f"(min {row.exposure_fen_min:,}, max {row.exposure_fen_max:,}; "
+            f"{row.finder_taps_accepted:,} of {row.finder_taps:,} finder taps accepted)"
+        )
+    typer.echo(f"wrote {out}/exposure.csv, exposure_runs.csv, exposure.png, summary.json")
 
 
 def main() -> None:

@@ -297,7 +297,7 @@ def _mutate_column(table: pa.Table, i: int, how: str) -> pa.Table:
     if how == "to_float":
         if not pa.types.is_integer(field.type):
             return table
-        return table.set_column(i, field.name, column.cast(pa.float64()))
+        return table.set_column(i, field.name, column.cast(pa.float64(), safe=False))
     if not pa.types.is_integer(field.type):
         return table
     values = np.asarray(column.to_numpy(zero_copy_only=False))

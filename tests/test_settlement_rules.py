@@ -57,6 +57,8 @@ def test_reason_and_alert_values_are_stable() -> None:
         ("BATCH_CONFLICT", 8),
         ("CARD_COUNTER_GAP", 9),
         ("CARD_COUNTER_CLASH", 10),
+        ("BALANCE_ROLLBACK", 11),
+        ("HOTLISTED_CARD_USED", 12),
     ]
     assert (BOOKED, PENDING) == (0, 255)
 

@@ -58,7 +58,7 @@ def sweep(out: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sweep") / "serial"
-    done = sweep(out)
+    done = sweep(out, "--workers", "1")
     assert done.returncode == 0, done.stderr
     return out
 
@@ -127,12 +127,6 @@ def test_bad_vary_fails_in_one_line_before_any_run(vary: str, tmp_path: Path) ->
     assert done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
-
-
-def test_scheduler_says_not_implemented(tmp_path: Path) -> None:
-    done = cardsim("sweep", SCENARIO, *GRID, "--scheduler", "tcp://h:1", "--out", tmp_path)
-    assert done.returncode == 2
-    assert "not implemented yet" in done.stderr
 
 
 def test_writer_restores_run_id_order(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Where replications run: in this process, or in a pool of worker processes.
+"""Where replications run: in this process, in a pool of worker processes, or on a Dask
+cluster (`scheduler`, see cardsim/cluster/runs.py).
 
 Results come back in completion order; the table writer restores run-id order. At most
 `IN_FLIGHT_PER_WORKER * workers` runs are submitted at a time, so finished rows never pile up
@@ -20,12 +21,22 @@ IN_FLIGHT_PER_WORKER = 2
 Result = tuple[int, dict[str, Any]]
 
 
-def execute(specs: Iterable[RunSpec], workers: int = 1) -> Iterator[Result]:
+def execute(
+    specs: Iterable[RunSpec], workers: int = 1, scheduler: str | None = None
+) -> Iterator[Result]:
     """Yield (run_id, row) for every spec, in completion order.
 
-    Workers start with the 'spawn' method: a fresh interpreter per worker, so no state (random,
-    simpy, thread pools) is inherited from the parent, and results equal a serial run's.
+    With `scheduler` (tcp://host:port) the runs go to that Dask cluster and `workers` is not
+    used. Local workers start with the 'spawn' method: a fresh interpreter per worker, so no
+    state (random, simpy, thread pools) is inherited from the parent, and results equal a
+    serial run's.
     """
+    if scheduler is not None:
+        # Imported here: distributed is slow to import and local runs do not need it.
+        from cardsim.cluster.runs import execute_on_cluster
+
+        yield from execute_on_cluster(specs, scheduler)
+        return
     if workers <= 1:
         for spec in specs:
             yield run_spec(spec)

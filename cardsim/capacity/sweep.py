@@ -72,15 +72,21 @@ def run_by_id(spec: SweepSpec, run_id: int) -> dict[str, Any]:
 
 
 def run_sweep(
-    spec: SweepSpec, folder: Path, workers: int = 1, progress: Callable[[], None] | None = None
+    spec: SweepSpec,
+    folder: Path,
+    workers: int = 1,
+    progress: Callable[[], None] | None = None,
+    scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run the sweep into `folder`: runs.csv, runs.parquet, summary.csv, summary.json (last).
 
-    `progress` is called once per finished run. Returns the summary.json document.
+    Runs go to `workers` local processes, or to the Dask cluster at `scheduler`; the files are
+    the same bytes either way. `progress` is called once per finished run. Returns the
+    summary.json document.
     """
     writer = RunTableWriter(folder)
     try:
-        for run_id, row in execute(plan_runs(spec), workers):
+        for run_id, row in execute(plan_runs(spec), workers, scheduler):
             writer.add(run_id, row)
             if progress:
                 progress()

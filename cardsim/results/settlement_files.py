@@ -31,7 +31,11 @@ def positions_frame(settlement: Settlement) -> pd.DataFrame:
 def alerts_frame(settlement: Settlement) -> pd.DataFrame:
     """alerts.parquet as a DataFrame, with the alert name beside its stable code."""
     frame = pd.DataFrame(settlement.alerts)
-    frame.insert(1, "alert", [Alert(int(c)).name for c in frame["code"]])
+    names = pd.Index([Alert(c).name if c in set(Alert) else f"CODE_{c}" for c in range(256)])
+    codes = settlement.alerts["code"].astype(np.int64)
+    frame.insert(
+        1, "alert", pd.Series(pd.Categorical.from_codes(codes, categories=names), dtype=str)
+    )
     return frame
 
 
@@ -63,23 +67,7 @@ def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
                     }
                 )
             )
-    frame = (
-        pd.concat(parts, ignore_index=True)
-        if parts
-        else pd.DataFrame(
-            {
-                c: pd.Series(dtype="int64")
-                for c in (
-                    "row",
-                    "batch_row",
-                    "terminal_id",
-                    "terminal_serial",
-                    "card_id",
-                    "amount_fen",
-                )
-            }
-        )
-    )
+    frame = pd.concat(parts, ignore_index=True) if parts else _no_rejects()
     codes = settlement.outcome[frame["row"].to_numpy()]
     frame.insert(1, "reason", codes.astype(np.uint8))
     frame.insert(
@@ -90,6 +78,14 @@ def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
         ),
     )
     return frame
+
+
+def _no_rejects() -> pd.DataFrame:
+    """The rejects table with no rows, with the column types it has when it has some."""
+    types: dict[str, np.dtype] = {"row": np.dtype(np.int64), "batch_row": np.dtype(np.int64)}
+    types |= {n: RECORD_DTYPE[n] for n in ("terminal_id", "terminal_serial", "card_id")}
+    types["amount_fen"] = RECORD_DTYPE["amount_fen"]
+    return pd.DataFrame({name: np.zeros(0, dtype) for name, dtype in types.items()})
 
 
 def write_booked(path: Path, settlement: Settlement, source: ChunkSource) -> None:

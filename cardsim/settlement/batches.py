@@ -23,26 +23,31 @@ def duplicate_candidates(batches: np.ndarray, headers: np.ndarray) -> np.ndarray
     first: dict[bytes, int] = {}
     out = np.full(len(batches), UNSEEN, dtype=np.int64)
     raw_headers = headers.view(np.uint8).reshape(len(headers), HEADER_SIZE)
+    # One bytes object for all batches, sliced per batch: far cheaper than two numpy
+    # conversions per batch.
+    signed = np.concatenate([raw_headers, batches["signature"]], axis=1)
+    width = signed.shape[1]
+    blob = signed.tobytes()
     for b in range(len(batches)):
-        key = raw_headers[b].tobytes() + batches["signature"][b].tobytes()
-        out[b] = first.setdefault(key, b)
+        out[b] = first.setdefault(blob[b * width : (b + 1) * width], b)
     out[out == np.arange(len(batches))] = UNSEEN
     return out
 
 
 def pre_status(batches: np.ndarray, registry: KeyRegistry, cutoff_ms: int | None) -> np.ndarray:
     """Outcome known from the batch table alone: pending, or a key problem (0 = go on)."""
+    key_ids, terminal_ids, revoked = registry.key_table()
+    key_id = batches["key_id"].astype(np.int64)
+    # A sentinel key that matches no batch keeps the lookups in range for unknown ids.
+    key_ids, terminal_ids = np.r_[key_ids, -1], np.r_[terminal_ids, -1]
+    revoked = np.r_[revoked, False]
+    at = np.minimum(np.searchsorted(key_ids[:-1], key_id), len(key_ids) - 1)
+    known = key_ids[at] == key_id
     status = np.zeros(len(batches), dtype=np.uint8)
-    for b, (key_id, terminal_id) in enumerate(
-        zip(batches["key_id"].tolist(), batches["terminal_id"].tolist(), strict=True)
-    ):
-        key = registry.terminals.get(key_id)
-        if key is None:
-            status[b] = Reason.UNKNOWN_KEY
-        elif key.revoked:
-            status[b] = Reason.REVOKED_KEY
-        elif key.terminal_id != terminal_id:
-            status[b] = Reason.KEY_TERMINAL_MISMATCH
+    status[~known] = Reason.UNKNOWN_KEY
+    status[known & revoked[at]] = Reason.REVOKED_KEY
+    other_terminal = terminal_ids[at] != batches["terminal_id"]
+    status[known & ~revoked[at] & other_terminal] = Reason.KEY_TERMINAL_MISMATCH
     if cutoff_ms is not None:
         status[batches["uploaded_ms"] > cutoff_ms] = PENDING
     return status

@@ -1,21 +1,24 @@
 """Card-side fraud signals among booked records: counter gaps and counter clashes (clones).
 
 Both need the booked records grouped by card. Card ids below 2^32 (the norm) pack with the
-counter into one uint64 key; each chunk sorts its own keys on its worker thread and the global
-phase only merges the sorted runs. Rows are read back from the log only for the rare clash.
+counter into one uint64 key; each chunk collects its keys on its worker thread, and the global
+phase radix-sorts all of them at once (settlement/sorting.py) and finds gaps and clashes in one
+compiled pass. Rows are read back from the log only for the rare clash.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numba import njit
 
 from cardsim.settlement.reasons import Alert
+from cardsim.settlement.sorting import sort_runs
 from cardsim.settlement.source import ChunkSource, fetch
 
 _LOW32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
 
 
 def counter_alerts(
@@ -27,54 +30,61 @@ def counter_alerts(
 ) -> list[tuple]:
     """Gaps in each card's counters, and counters booked twice (a cloned card).
 
-    `runs` are the chunks' sorted keys of exactly the booked records, or None to rebuild
-    them from the log and `outcome`.
+    `runs` are the chunks' card keys (card_id << 32 | card_counter, each run in any order) of
+    exactly the booked records, or None to rebuild them from the log and `outcome`.
     """
     if runs is None:
         card, counter = _booked_by_card(source, outcome)
+        same_card = card[1:] == card[:-1]
+        gap = np.flatnonzero(same_card & (counter[1:] > counter[:-1] + 1))
+        clash = np.flatnonzero(same_card & (counter[1:] == counter[:-1]))
+        gap_card, before, after = card[gap], counter[gap], counter[gap + 1]
+        clash_cards = card[clash]
     else:
         key = merge_runs(runs, workers)
-        card, counter = key >> np.uint64(32), (key & _LOW32).astype(np.int64)
-    same_card = card[1:] == card[:-1]
-    gap = np.flatnonzero(same_card & (counter[1:] > counter[:-1] + 1))
+        gap, clash = _key_events(key)
+        gap_card = key[gap] >> np.uint64(32)
+        before, after = key[gap] & _LOW32, key[gap + 1] & _LOW32
+        clash_cards = key[clash] >> np.uint64(32)
     alerts = [
-        (
-            Alert.CARD_COUNTER_GAP,
-            -1,
-            int(card[i]),
-            int(counter[i]) + 1,
-            int(counter[i + 1]) - 1,
-            -1,
-            -1,
-        )
-        for i in gap.tolist()
+        (Alert.CARD_COUNTER_GAP, -1, c, b + 1, a - 1, -1, -1)
+        for c, b, a in zip(gap_card.tolist(), before.tolist(), after.tolist(), strict=True)
     ]
-    clash = np.flatnonzero(same_card & (counter[1:] == counter[:-1]))
-    if len(clash):
-        alerts += _clashes(source, outcome, card[clash], batch_of)
+    if len(clash_cards):
+        alerts += _clashes(source, outcome, clash_cards, batch_of)
     return alerts
 
 
 def merge_runs(runs: list[np.ndarray], workers: int = 1) -> np.ndarray:
-    """One sorted array from sorted runs; the key space is split so `workers` threads merge.
+    """One sorted array of every key of the runs (each run in any order); `workers` threads
+    share the radix sort."""
+    return sort_runs(runs, workers)
 
-    numpy's stable sort finds the runs and merges them; it releases the GIL, so each thread
-    merges one slice of the key space at full speed.
+
+@njit(nogil=True, cache=True)
+def _key_events(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """In sorted card keys, the i where keys i and i + 1 are one card with counters apart by
+    more than one (a gap), and where they are equal (a clash). One pass to count, one to fill.
     """
-    if not runs:
-        return np.empty(0, np.uint64)
-    total = sum(len(r) for r in runs)
-    if workers <= 1 or total < 1 << 20:
-        return np.sort(np.concatenate(runs), kind="stable")
-    sample = max(runs, key=len)
-    pivots = sample[(np.arange(1, workers) * len(sample)) // workers]
-    cuts = [np.r_[0, np.searchsorted(r, pivots), len(r)] for r in runs]
-    slices = [
-        np.concatenate([r[c[p] : c[p + 1]] for r, c in zip(runs, cuts, strict=True)])
-        for p in range(workers)
-    ]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return np.concatenate(list(pool.map(lambda a: np.sort(a, kind="stable"), slices)))
+    gaps = clashes = 0
+    for i in range(len(keys) - 1):
+        if keys[i] >> _S32 == keys[i + 1] >> _S32:
+            step = keys[i + 1] - keys[i]
+            gaps += step > 1
+            clashes += step == 0
+    gap = np.empty(gaps, np.int64)
+    clash = np.empty(clashes, np.int64)
+    gaps = clashes = 0
+    for i in range(len(keys) - 1):
+        if keys[i] >> _S32 == keys[i + 1] >> _S32:
+            step = keys[i + 1] - keys[i]
+            if step > 1:
+                gap[gaps] = i
+                gaps += 1
+            elif step == 0:
+                clash[clashes] = i
+                clashes += 1
+    return gap, clash
 
 
 def _booked_by_card(source: ChunkSource, outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

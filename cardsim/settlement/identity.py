@@ -69,7 +69,8 @@ def drop_repeats(
     cols = {n: c[order] for n, c in cols.items()}
     rows = candidates[order]
     rid = record_ids(cols)
-    repeat = np.r_[False, rid[1:] == rid[:-1]]
+    repeat = np.zeros(len(rid), bool)  # also right when no record is left to compare
+    repeat[1:] = rid[1:] == rid[:-1]
     first = np.maximum.accumulate(np.where(~repeat, np.arange(len(rows)), 0))
     same = np.ones(len(rows), bool)
     for column in cols.values():

@@ -17,6 +17,7 @@ from cardsim.records.keys import KeyRegistry
 from cardsim.records.layout import RECORD_FIELDS
 from cardsim.records.log import LogReader, RecordLog
 from cardsim.settlement.batches import UNSEEN, chain_alerts, duplicate_candidates, pre_status
+from cardsim.settlement.booked_index import BookedIndex, drop_booked_before
 from cardsim.settlement.cards import counter_alerts
 from cardsim.settlement.chunk import (
     BatchPlan,
@@ -28,6 +29,7 @@ from cardsim.settlement.chunk import (
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.grouping import merge_sums
 from cardsim.settlement.identity import disjoint_ranges, drop_repeats, serial_gaps
+from cardsim.settlement.journal import ChunkJournal
 from cardsim.settlement.positions import flow_sums, net_positions
 from cardsim.settlement.reasons import BOOKED, Alert, Reason
 from cardsim.settlement.result import Settlement, make_alerts
@@ -38,17 +40,21 @@ Progress = Callable[[int], None]
 
 
 def settle(
-    log: LogReader | RecordLog,
+    log: LogReader | RecordLog | ChunkSource,
     registry: KeyRegistry,
     fees: FeeSchedule | None = None,
     cutoff_ms: int | None = None,
     workers: int = 1,
     progress: Progress | None = None,
+    journal: ChunkJournal | None = None,
+    booked_before: BookedIndex | None = None,
 ) -> Settlement:
     """Settle one log: every record ends booked, rejected with a Reason, or pending.
 
     Batches uploaded after `cutoff_ms` (clearing-centre clock, ms) are pending. `workers`
-    threads share the chunk pass.
+    threads share the chunk pass. A `journal` makes each finished chunk durable and replays
+    the chunks it already holds; `booked_before` holds the records booked on closed days,
+    which are not booked again.
     """
     source = as_source(log)
     batches = source.batches
@@ -57,17 +63,21 @@ def settle(
     pre = pre_status(batches, registry, cutoff_ms)
     plan = BatchPlan(batches, headers, (candidate == UNSEEN) & (pre == 0), registry)
     cols = LogState(source.rows, len(batches))
-    parts = _chunk_pass(source, plan, cols, workers, progress)
+    parts = _chunk_pass(source, plan, cols, workers, progress, journal)
     _hash_empty_batches(headers, cols)
     status = _batch_status(plan, candidate, pre, cols)
     parts += _late_batches(source, plan, cols, status, candidate)
     outcome = _outcome(cols, status)
     batch_of = _batch_locator(cols)
     accepted = status == 0
-    disjoint, alerts = disjoint_ranges(batches, accepted)
-    flows = merge_sums([p.flows for p in parts])
+    earlier, alerts = drop_booked_before(
+        source, outcome, cols, batches, accepted, batch_of, booked_before
+    )
+    disjoint, gaps = disjoint_ranges(batches, accepted)
+    alerts += gaps
+    flows = merge_sums([p.flows for p in parts] + [earlier.negated()])
     sorted_keys = [p.card_keys for p in parts if p.card_keys is not None]
-    runs = sorted_keys if len(sorted_keys) == len(parts) else None
+    runs = sorted_keys if len(sorted_keys) == len(parts) and not len(earlier.keys) else None
     if disjoint:
         alerts += [gap for p in parts for gap in p.inner_gaps]
     else:
@@ -86,22 +96,42 @@ def settle(
 
 
 def _chunk_pass(
-    source: ChunkSource, plan: BatchPlan, cols: LogState, workers: int, progress: Progress | None
+    source: ChunkSource,
+    plan: BatchPlan,
+    cols: LogState,
+    workers: int,
+    progress: Progress | None,
+    journal: ChunkJournal | None = None,
 ) -> list[ChunkResult]:
-    results: list[ChunkResult] = []
+    """Every chunk's result, in chunk order: replayed from the journal, or computed and then
+    committed to it, in chunk order and from the calling thread."""
+    results: list[ChunkResult | None] = [None] * len(source.chunks)
+    todo = []
+    for k, chunk in enumerate(source.chunks):
+        results[k] = journal.replay(k, chunk, cols) if journal else None
+        if results[k] is None:
+            todo.append(k)
+        elif progress:
+            progress(chunk.rows)
+
+    def finished(k: int, result: ChunkResult) -> None:
+        if journal:
+            journal.commit(k, source.chunks[k], result, cols)
+        results[k] = result
+        if progress:
+            progress(result.rows)
+
     if workers <= 1:
-        for chunk in source.chunks:
-            results.append(process_chunk(source, chunk, plan, cols))
-            if progress:
-                progress(results[-1].rows)
-        return results
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(process_chunk, source, c, plan, cols) for c in source.chunks]
-        for future in futures:
-            results.append(future.result())
-            if progress:
-                progress(results[-1].rows)
-    return results
+        for k in todo:
+            finished(k, process_chunk(source, source.chunks[k], plan, cols))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [
+                pool.submit(process_chunk, source, source.chunks[k], plan, cols) for k in todo
+            ]
+            for k, future in zip(todo, futures, strict=True):
+                finished(k, future.result())
+    return [r for r in results if r is not None]
 
 
 def _hash_empty_batches(headers: np.ndarray, cols: LogState) -> None:

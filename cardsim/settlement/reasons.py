@@ -61,6 +61,12 @@ class Alert(IntEnum):
     """Card transaction counters first..last are missing for this card."""
     CARD_COUNTER_CLASH = 10
     """Two booked records carry the same card counter: a cloned card (first/last: counter)."""
+    BALANCE_ROLLBACK = 11
+    """A booked record's balance is not the card's previous balance plus this record's effect:
+    the card's stored value was rolled back (first/last: counter). Back-office check."""
+    HOTLISTED_CARD_USED = 12
+    """A booked debit from a card reported lost, stamped at or after the report (first/last:
+    terminal serial). Back-office check."""
 
 
 def outcome_name(code: int) -> str:

@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from cardsim.records.layout import RECORD_FIELDS
+from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
 from cardsim.records.log import Chunk, LogReader, RecordLog, row_groups
 
 
@@ -83,7 +83,8 @@ def fetch(
             local = rows[lo:hi] - chunk.first_row
             parts.append({n: columns[n][local] for n in names})
     if not parts:
-        return {n: np.empty(0, np.int64) for n in names}
+        # Empty columns keep their record dtypes: callers combine them (record ids are uint64).
+        return {n: np.empty(0, RECORD_DTYPE[n] if n in RECORD_FIELDS else np.int64) for n in names}
     return {n: np.concatenate([p[n] for p in parts]) for n in names}
 
 
@@ -94,6 +95,6 @@ def record_ids(columns: dict[str, np.ndarray]) -> np.ndarray:
     return rid
 
 
-def as_source(log: LogReader | RecordLog) -> ChunkSource:
-    """Wrap an in-memory log; a LogReader is already a source."""
+def as_source(log: LogReader | RecordLog | ChunkSource) -> ChunkSource:
+    """Wrap an in-memory log; a LogReader (or any ChunkSource) is already a source."""
     return MemorySource(log) if isinstance(log, RecordLog) else log

@@ -7,7 +7,7 @@ records, byte for byte. Stages report to an optional progress callback.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from cardsim.settlement.params import SettlementParams
 from cardsim.settlement.result import Settlement
 from cardsim.sim import bus as bus_mod
 from cardsim.sim.clearing import ClearingConfig, ClearingResult, poisson_arrivals, simulate_clearing
+from cardsim.sim.injection import Injection, injects
 from cardsim.sim.ledger import Transactions, build_records, card_counters, sign_log
 from cardsim.sim.lost import LostCards, finder_taps, lose_cards
 from cardsim.sim.pos import pos_taps
@@ -55,6 +56,10 @@ class Day:
     settlement: Settlement
     finder: np.ndarray
     """Per tap: made by the finder of a lost card."""
+    records_written: int = 0
+    """Records the terminals wrote (the accounting identity starts from it)."""
+    injection: Injection | None = None
+    """The day's faults and frauds, when the scenario asks for any."""
 
 
 @dataclass
@@ -72,12 +77,17 @@ class Decided:
     records: np.ndarray
     """Records without TACs, sorted by (terminal, time): the fast and the reference model
     both start from these."""
+    written_s: np.ndarray = field(default_factory=lambda: np.empty(0))
+    """Per record: when its terminal wrote it (s after midnight). The time field says the
+    same unless a torn transaction was recovered later or a clock is wrong."""
+    injection: Injection | None = None
 
 
 def decide_day(scenario: Scenario, seed: int, say: Stage = lambda _name: None) -> Decided:
     """Issuance, demand, purses and records: everything before the uploads."""
     say("city")
     world = build_world(scenario, seed)
+    inj = Injection(world) if injects(scenario) else None
     issued = issuance_day(world, world.streams["issuance"])
     usable = issued.usable_s[np.isfinite(issued.usable_s) & (issued.usable_s < DAY_S)]
     say("demand")
@@ -97,6 +107,8 @@ def decide_day(scenario: Scenario, seed: int, say: Stage = lambda _name: None) -
     )
     new_cards = extend_cards(world, len(usable))
     taps, finder = _all_taps(world, new_cards, usable, lost, [bike.taps, hospital.taps, pos])
+    if inj is not None:
+        taps, finder = inj.refuse(taps, finder)
     say("purses")
     # Stable, so equal (card, ms) keep their domain order; bus rides arrive pre-sorted, so the
     # sort mostly merges runs.
@@ -105,8 +117,16 @@ def decide_day(scenario: Scenario, seed: int, say: Stage = lambda _name: None) -
     purse = _decide(world, taps, lost)
     say("records")
     tx = _transactions(world, taps, purse)
-    records = build_records(tx, card_counters(tx, world.cards.counter), world.terminals)
-    return Decided(world, taps, finder, purse, lost, bike, hospital, len(usable), records)
+    counter = card_counters(tx, world.cards.counter)
+    if inj is not None:
+        tx, counter = inj.tear(tx, counter)
+    records = build_records(tx, counter, world.terminals)
+    written_s = (records["time_ms"] - DAY_START_MS) / 1000.0
+    if inj is not None:
+        inj.restore(records)
+    return Decided(
+        world, taps, finder, purse, lost, bike, hospital, len(usable), records, written_s, inj
+    )
 
 
 def simulate_day(
@@ -115,26 +135,46 @@ def simulate_day(
     """Run the whole day."""
     say = stage or (lambda _name: None)
     d = decide_day(scenario, seed, say)
-    world, records = d.world, d.records
+    world, records, inj, tap_time = d.world, d.records, d.injection, d.written_s
     d.records = np.empty(0, records.dtype)  # the log below replaces them; a GB at metro scale
-    tap_time = (records["time_ms"] - DAY_START_MS) / 1000.0
+    written = len(records)
     uploads = plan_uploads(
         tap_time,
         records["terminal_id"].astype(np.int64) - 1,
         world.terminals.cellular,
-        scenario,
+        scenario if inj is None else inj.scenario,
         world.streams["uploads"],
+        None if inj is None else inj.blocked,
     )
+    if inj is not None:
+        records, tap_time, uploads = inj.before_signing(records, tap_time, uploads, d.lost)
     say("signing")
-    log, rows = sign_log(records, uploads, world.registry.master_key, world.terminal_keys, workers)
+    log, rows = sign_log(
+        records,
+        uploads,
+        world.registry.master_key,
+        world.terminal_keys,
+        workers,
+        None if inj is None else inj.after_tacs,
+    )
     del records
     say("clearing")
-    clearing, cleared = _clear(world, log)
+    if inj is not None:
+        log, rows, tap_time = inj.after_signing(log, rows, tap_time)
+        written = inj.records_written
+    if inj is not None and inj.crashing:
+        log, rows, clearing, cleared = inj.crash_and_replay(
+            log, rows, clearing_config(inj.scenario), world.streams["clearing"]
+        )
+    else:
+        clearing, cleared = _clear(world, log, scenario if inj is None else inj.scenario)
     say("settlement")
     params = SettlementParams(
         DAY_START_MS + int(scenario.clearing.cutoff_s * 1000), fee_schedule(world)
     )
     settlement = settle(log, world.registry, params.fees, params.cutoff_ms, workers)
+    if inj is not None:
+        settlement = inj.back_office(log, settlement, d.lost)
     return Day(
         world,
         d.taps,
@@ -151,6 +191,8 @@ def simulate_day(
         params,
         settlement,
         d.finder,
+        written,
+        inj,
     )
 
 
@@ -312,9 +354,10 @@ def clearing_config(scenario: Scenario) -> ClearingConfig:
     )
 
 
-def _clear(world: World, log: RecordLog) -> tuple[ClearingResult, np.ndarray]:
-    """The clearing front end's queue over the day's uploads (or Poisson ones in M/M/c mode)."""
-    c = world.scenario.clearing
+def _clear(world: World, log: RecordLog, scenario: Scenario) -> tuple[ClearingResult, np.ndarray]:
+    """The clearing front end's queue over the day's uploads (or Poisson ones in M/M/c mode).
+    `scenario` is the world's, or with faults the one that counts crash downtime as outages."""
+    c = scenario.clearing
     rng = world.streams["clearing"]
     if c.mode == "mmc":
         arrivals = poisson_arrivals(c.mmc_arrival_rate_per_s, DAY_S, rng)
@@ -322,7 +365,7 @@ def _clear(world: World, log: RecordLog) -> tuple[ClearingResult, np.ndarray]:
         result = simulate_clearing(arrivals, np.zeros(len(arrivals), np.int64), config, rng, DAY_S)
         return result, np.full(len(log.records), np.nan)
     arrival = (log.batches["uploaded_ms"] - DAY_START_MS) / 1000.0
-    config = clearing_config(world.scenario)
+    config = clearing_config(scenario)
     result = simulate_clearing(
         arrival,
         log.batches["record_count"].astype(np.int64),

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cardsim.records.codes import Domain, Kind
+from cardsim.records.codes import Domain
 from cardsim.settlement.reasons import BOOKED, PENDING
+from cardsim.sim.accounting import purse_money
 from cardsim.sim.city import Day
 from cardsim.sim.purse import HOTLISTED, INSUFFICIENT
 from cardsim.sim.queueing import batch_means, mean_ci95
@@ -79,23 +80,14 @@ def _backlog(day: Day, cutoff_s: float) -> int:
 
 def conservation(day: Day) -> dict[str, Any]:
     """Money loaded onto cards = balances + debits, split by where each record ended."""
-    rec, outcome = day.log.records, day.settlement.outcome
     cards = day.world.cards
     start = int(cards.balance_fen.sum())
-    sign = np.zeros(max(Kind) + 1, np.int64)
-    sign[[Kind.DEBIT, Kind.DEPOSIT_HOLD]] = -1
-    sign[[Kind.LOAD, Kind.REFUND, Kind.DEPOSIT_RELEASE]] = 1
-    effect = sign[rec["kind"]] * rec["amount_fen"]
-    loads = int(effect[effect > 0].sum())
-    debits = -effect
-    by_place = {
-        name: int(debits[mask][debits[mask] > 0].sum())
-        for name, mask in (
-            ("booked", outcome == BOOKED),
-            ("pending", outcome == PENDING),
-            ("rejected", (outcome != BOOKED) & (outcome != PENDING)),
-        )
-    }
+    # Each genuine record once (repeated uploads aside), plus what crashes lost and torn
+    # debits still on cards: see sim/accounting.py.
+    money = purse_money(day)
+    loads = money["loads"]
+    by_place = {name: money[name] for name in ("booked", "pending", "rejected")}
+    elsewhere = money["lost"] + money["on_card"]
     balances = int(day.purse.final_balance_fen.sum())
     counts = day.settlement.counts()
     return {
@@ -106,7 +98,7 @@ def conservation(day: Day) -> dict[str, Any]:
         "debits_booked_fen": by_place["booked"],
         "debits_pending_fen": by_place["pending"],
         "debits_rejected_fen": by_place["rejected"],
-        "money_conserved": start + loads == balances + sum(by_place.values()),
+        "money_conserved": start + loads == balances + sum(by_place.values()) + elsewhere,
         "records_in_one_place": counts["booked"] + counts["pending"] + counts["rejected"]
         == counts["records"],
         "net_positions_sum_to_zero": int(day.settlement.positions["net_fen"].sum()) == 0,

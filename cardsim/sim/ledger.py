@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -77,14 +78,20 @@ def sign_log(
     master_key: bytes,
     keys: list[Ed25519PrivateKey],
     workers: int = 1,
+    after_tacs: Callable[[np.ndarray], None] | None = None,
 ) -> tuple[RecordLog, np.ndarray]:
     """TACs, batch headers chained per terminal, signatures; batches in upload order.
+
+    `after_tacs` may change records between the cards' TACs and the terminals' signatures
+    (a merchant altering what its terminal signs: sim/fraud.py).
 
     Each terminal's chain is sequential, but terminals are independent, so `workers` threads
     sign disjoint sets of terminals (Ed25519 signing and SHA-256 release the GIL).
     Returns the log and, per log row, the row of `records` it came from.
     """
     _fill_tacs(records, master_key, workers)
+    if after_tacs is not None:
+        after_tacs(records)
     starts = np.flatnonzero(np.r_[True, uploads.batch_of[1:] != uploads.batch_of[:-1]])
     ends = np.r_[starts[1:], len(records)]
     batches = _batch_table(records, uploads, starts, ends)

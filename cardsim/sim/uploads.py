@@ -11,6 +11,7 @@ Only attempts that have records waiting are drawn: the work follows the records,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ import numpy as np
 from cardsim.scenario import Scenario
 
 NEXT_DAY_S = 86_400.0
+Blocked = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""(terminal, done_s, failures) -> later done_s and more failures: a terminal's own network
+trouble (sim/faults.py partitions), applied before the clearing centre's outages."""
 
 
 @dataclass
@@ -34,13 +38,21 @@ class Uploads:
 
 
 def first_success_s(
-    attempt_s: np.ndarray, scenario: Scenario, rng: np.random.Generator
+    attempt_s: np.ndarray,
+    scenario: Scenario,
+    rng: np.random.Generator,
+    terminal: np.ndarray | None = None,
+    blocked: Blocked | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """When a chain of attempts starting at `attempt_s` first succeeds, and failures on the way."""
+    """When a chain of attempts starting at `attempt_s` first succeeds, and failures on the way.
+
+    `blocked`, given each attempt's `terminal`, delays attempts the terminal cannot make."""
     term, clearing = scenario.terminals, scenario.clearing
     tries = rng.geometric(1.0 - term.upload_failure_prob, len(attempt_s)) - 1
     done = attempt_s + tries * term.retry_backoff_s
     failures = tries.copy()
+    if blocked is not None and terminal is not None:
+        done, failures = blocked(terminal, done, failures)
     for start, end in sorted(clearing.outages_s):
         down = (done >= start) & (done < end)
         # Retries keep failing until the centre is back; the first one after `end` lands
@@ -74,8 +86,10 @@ def plan_uploads(
     cellular: np.ndarray,
     scenario: Scenario,
     rng: np.random.Generator,
+    blocked: Blocked | None = None,
 ) -> Uploads:
-    """Batch every record. Input records must be sorted by (terminal, time)."""
+    """Batch every record. Input records must be sorted by (terminal, time). `blocked`: see
+    first_success_s."""
     phase = rng.random(len(cellular)) * scenario.terminals.cellular_interval_s
     if len(time_s) == 0:
         return Uploads(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), 0)
@@ -85,7 +99,7 @@ def plan_uploads(
     first_of_slot = np.r_[True, slot_of[1:] != slot_of[:-1]]
     slot_terminal = terminal[first_of_slot]
     slot_attempt = attempt[first_of_slot]
-    done, failures = first_success_s(slot_attempt, scenario, rng)
+    done, failures = first_success_s(slot_attempt, scenario, rng, slot_terminal, blocked)
     # A terminal still retrying when its next attempt is due uploads both lots together, and
     # those attempts belong to the one retry chain already counted.
     offset = slot_terminal * 4 * NEXT_DAY_S
