@@ -46,9 +46,14 @@ RESULTS: dict[str, object] = {}
 
 
 def _warm() -> None:
-    """Import what a worker will run, so that the first timed task does not pay for it."""
-    import cardsim.capacity.replicate
-    import cardsim.settlement.shards  # noqa: F401
+    """Import and compile what a worker will run (the TAC kernel is compiled on first use),
+    so that the first timed task does not pay for it."""
+    import cardsim.capacity.replicate  # noqa: F401
+    from cardsim.settlement.shards import settle_in_shards
+    from cardsim.synthetic import SyntheticSpec, generate
+
+    day = generate(SyntheticSpec(records=200, terminals=4, batch_size=20))
+    settle_in_shards(day.log, day.registry)
 
 
 @contextmanager
@@ -113,7 +118,7 @@ def test_sharded_settle_on_dask(benchmark, logs, workers: int) -> None:
     with cluster(workers) as address:
         result = benchmark.pedantic(
             lambda: settle_on_cluster(address, LogReader(path), day.registry),
-            rounds=2,
+            rounds=3,
             iterations=1,
         )
     assert int(result.positions["net_fen"].sum()) == 0

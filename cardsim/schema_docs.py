@@ -218,8 +218,11 @@ in CSV, as listed in JSON); type `any` is the type of the varied field's values.
 COMMAND_LINES = {
     "run": "cardsim run SCENARIO --out DIR",
     "settle": "cardsim settle LOG --keys KEYS --out DIR",
+    "settle --ledger": "cardsim settle LOG --keys KEYS --ledger DIR --cutoff-ms T "
+    "[--corrections FILE]",
     "sweep": "cardsim sweep SCENARIO --vary KEY=V1,V2 --out DIR",
     "capacity": "cardsim capacity SCENARIO --knob KEY --values V1,V2 --sla SLA --out DIR",
+    "exposure": "cardsim exposure SCENARIO --intervals I1,I2 --replications R --out DIR",
 }
 
 

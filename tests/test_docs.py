@@ -22,6 +22,7 @@ from cardsim.results.outputs import ALERTS, COMMANDS, REJECTS
 from cardsim.results.schema import KPIS, OutputFile
 from cardsim.results.settlement_files import alerts_frame, rejects_frame
 from cardsim.settlement.result import ALERT_DTYPE, POSITION_DTYPE, Settlement
+from tests.ledger_days import build_days
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "small-town.toml"
@@ -41,8 +42,8 @@ REGENERATE = "regenerate it: python -m cardsim.schema_docs {} > docs/{}"
 
 
 def cardsim(*args: str | Path) -> None:
-    """Run a command in this process: the four share their imports, which cost more than the
-    tiny runs themselves."""
+    """Run a command in this process: the commands share their imports, which cost more than
+    the tiny runs themselves."""
     sets = [part for item in TINY for part in ("--set", item)] if args[0] != "settle" else []
     done = CliRunner().invoke(app, [*map(str, args), *sets])
     assert done.exit_code == 0, done.output
@@ -50,7 +51,8 @@ def cardsim(*args: str | Path) -> None:
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One folder per command: run, settle (of the run), sweep and capacity.
+    """One folder per command: run, settle (of the run), a two-day ledger, sweep, capacity
+    and exposure.
 
     The run's cut-off falls before the buses' first depot upload, so that rejects.parquet holds
     pending records and alerts.parquet counter gaps (empty tables would hide their types), and
@@ -65,6 +67,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     cardsim("run", SCENARIO, "--out", run, "--seed", "3", *(f"--set={s}" for s in day))
     cardsim("settle", run / "records", "--keys", run / "keys.json", "--out", base / "settle")
+    close_two_days(base / "ledger-input", base / "settle --ledger")
     cardsim(
         "sweep",
         SCENARIO,
@@ -89,12 +92,47 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--out",
         base / "capacity",
     )
+    cardsim(
+        "exposure",
+        SCENARIO,
+        "--intervals",
+        "1h,4h",
+        "--replications",
+        "2",
+        "--out",
+        base / "exposure",
+    )
     return base
+
+
+def close_two_days(inputs: Path, ledger: Path) -> None:
+    """Day 1 with records pending at its cut-off (carried), no corrections (reversals.csv has
+    only its header); day 2 with late and re-sent records, and a correction reversed and one
+    not, so that every column of reversals.csv holds values and `ledger` no nulls."""
+    days = build_days(inputs)
+    keys = inputs / "keys.json"
+    for day, cutoff in enumerate(days.cutoffs[:2], start=1):
+        more: list[str | Path] = []
+        if day == 2:
+            booked = pd.read_parquet(ledger / "days" / "0001" / "booked.parquet")
+            terminal, serial = booked["terminal_id"].iloc[0], booked["terminal_serial"].iloc[0]
+            fix = inputs / "corrections.csv"
+            fix.write_text(
+                f"terminal_id,terminal_serial,reference\n{terminal},{serial},dispute-1\n9999,1,\n"
+            )
+            more = ["--corrections", fix]
+        day_log = inputs / f"day{day}"
+        cardsim(
+            "settle", day_log, "--keys", keys, "--ledger", ledger, "--cutoff-ms", str(cutoff), *more
+        )
+    reversals = pd.read_csv(ledger / "days" / "0002" / "reversals.csv")
+    assert list(reversals["outcome_name"]) == ["REVERSED", "NOT_BOOKED"]
+    assert sorted(p.name for p in (ledger / "carry").iterdir()) == ["0001", "0002"]
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_output_is_in_the_schema_and_back(outputs: Path, command: str) -> None:
-    params = [] if command in ("run", "settle") else ["clearing.workers"]
+    params = ["clearing.workers"] if command in ("sweep", "capacity") else []
     problems = check_folder(outputs / command, COMMANDS[command], params)
     assert not problems, (
         f"cardsim {command} output and cardsim/results/outputs.py disagree:\n  "
@@ -108,8 +146,10 @@ def test_json_documents_name_their_schema(outputs: Path) -> None:
     for command, files in COMMANDS.items():
         for file in files:
             if file.schema:
-                doc = json.loads((outputs / command / file.path).read_text())
-                assert doc["schema"] == file.schema, (command, file.path)
+                written = sorted((outputs / command).glob(file.path))
+                assert written, (command, file.path)
+                for path in written:
+                    assert json.loads(path.read_text())["schema"] == file.schema, (command, path)
 
 
 def test_the_checker_sees_every_kind_of_drift(outputs: Path, tmp_path: Path) -> None:

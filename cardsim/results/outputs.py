@@ -9,8 +9,12 @@ cardsim.results.schema), a KPI one line in `cardsim.results.schema.KPIS`.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cardsim.capacity.report import CAPACITY_SCHEMA
 from cardsim.capacity.sweep import SUMMARY_SCHEMA as SWEEP_SCHEMA
+from cardsim.ledger.clearing_days import DB_FILE, LEDGER_SCHEMA
+from cardsim.ledger.durable import SUMS_FILE
 from cardsim.records.keys import KEYS_SCHEMA
 from cardsim.results.schema import Column, OutputFile, columns
 from cardsim.results.settlement_files import SUMMARY_SCHEMA as SETTLEMENT_SCHEMA
@@ -87,6 +91,24 @@ tac                uint64  The card's MAC over the record's first 56 bytes.
 """)
 """The 64-byte record of docs/record-format.md, one column per field."""
 
+LOG_RECORD_COLUMNS = (
+    columns("batch_row  int64  Row of the record's batch in batches.parquet.") + RECORD_COLUMNS
+)
+"""records.parquet of a record log."""
+
+LOG_BATCH_COLUMNS = columns("""
+terminal_id   uint32                 Terminal that uploaded.
+batch_serial  uint32                 The terminal's batch counter: 1, 2, 3...
+first_serial  uint32                 terminal_serial of the batch's first record.
+last_serial   uint32                 terminal_serial of its last record.
+record_count  uint32                 Records in the batch.
+key_id        uint32                 The terminal key that signed (keys.json).
+prev_digest   fixed_size_binary[32]  Digest of the terminal's previous batch (zeros for its first).
+signature     fixed_size_binary[64]  Ed25519 signature over the batch digest.
+uploaded_ms   int64                  Clearing-centre clock at arrival, ms since the Unix epoch.
+""")
+"""batches.parquet of a record log."""
+
 SETTLEMENT_COUNTS = """
 records.records                   integer  Records in the log.
 records.booked                    integer  Records booked.
@@ -145,22 +167,12 @@ RUN_FILES = (
     OutputFile(
         "records/records.parquet",
         "The signed record log, one row per record, grouped by batch (docs/record-format.md).",
-        columns("batch_row  int64  Row of the record's batch in batches.parquet.") + RECORD_COLUMNS,
+        LOG_RECORD_COLUMNS,
     ),
     OutputFile(
         "records/batches.parquet",
         "One row per upload: the signed batch header, its signature, its arrival.",
-        columns("""
-terminal_id   uint32                 Terminal that uploaded.
-batch_serial  uint32                 The terminal's batch counter: 1, 2, 3...
-first_serial  uint32                 terminal_serial of the batch's first record.
-last_serial   uint32                 terminal_serial of its last record.
-record_count  uint32                 Records in the batch.
-key_id        uint32                 The terminal key that signed (keys.json).
-prev_digest   fixed_size_binary[32]  Digest of the terminal's previous batch (zeros for its first).
-signature     fixed_size_binary[64]  Ed25519 signature over the batch digest.
-uploaded_ms   int64                  Clearing-centre clock at arrival, ms since the Unix epoch.
-"""),
+        LOG_BATCH_COLUMNS,
     ),
     OutputFile(
         "records/settlement-params.json",
@@ -348,34 +360,144 @@ conservation.net_positions_sum_to_zero     boolean  settlement.csv net_fen sums 
 
 # ---- cardsim settle ------------------------------------------------------------------------
 
+BOOKED = OutputFile(
+    "booked.parquet",
+    "The booked records, sorted by (terminal_id, terminal_serial).",
+    columns("""
+row        int64  Row of the record in records.parquet.
+batch_row  int64  Row of its batch in batches.parquet.
+""")
+    + RECORD_COLUMNS,
+)
+
+SETTLE_SUMMARY = (
+    columns("schema  string  Document type and version.")
+    + columns(SETTLEMENT_COUNTS)
+    + columns("""
+booked_received_fen    integer  Received by all participants through booked records.
+fees_fen               integer  Fees charged.
+net_positions_sum_fen  integer  Sum of the net positions: 0.
+log                    string   The log folder as given on the command line.
+""")
+)
+"""summary.json of a settlement, but for its cut-off."""
+
 SETTLE_FILES = (
     SETTLEMENT_CSV,
     REJECTS,
     ALERTS,
-    OutputFile(
-        "booked.parquet",
-        "The booked records, sorted by (terminal_id, terminal_serial).",
-        columns("""
-row        int64  Row of the record in records.parquet.
-batch_row  int64  Row of its batch in batches.parquet.
-""")
-        + RECORD_COLUMNS,
-    ),
+    BOOKED,
     OutputFile(
         "summary.json",
         "Written last: counts, outcomes, alerts, money booked and the checks.",
-        columns("schema  string  Document type and version.")
-        + columns(SETTLEMENT_COUNTS)
-        + columns("""
-booked_received_fen    integer       Received by all participants through booked records.
-fees_fen               integer       Fees charged.
-net_positions_sum_fen  integer       Sum of the net positions: 0.
-log                    string        The log folder as given on the command line.
-cutoff_ms              integer|null  The cut-off used, ms since the Unix epoch (null: none).
-"""),
+        SETTLE_SUMMARY
+        + columns(
+            "cutoff_ms  integer|null  The cut-off used, ms since the Unix epoch (null: none)."
+        ),
         schema=SETTLEMENT_SCHEMA,
     ),
 )
+
+# ---- cardsim settle --ledger ---------------------------------------------------------------
+
+DAY_INPUT = (
+    " In a day's report, `row` and `batch_row` count the day's input: the records carried from"
+    " the previous day (carry/NNNN/) first, then the day's log."
+)
+
+LEDGER_BLOCK = """
+day                               integer       The clearing day closed: 1, 2, 3...
+previous_cutoff_ms                integer|null  The previous day's cut-off (null on day 1).
+previous_report_sha256            string|null   The previous day's report hash, which chains
+    the days (null on day 1).
+carried_in_records                integer       Records pending at the previous day's cut-off,
+    settled first today.
+late_records_booked               integer       Booked today though received before the
+    previous day's cut-off (delivered late).
+rejected_as_booked_on_closed_day  integer       Rejected (DUPLICATE_RECORD or RECORD_CONFLICT)
+    because a closed day booked the record.
+reversals                         integer       Corrections reversed today.
+reversal_fen                      integer       Their reversing amounts summed (the originals
+    negated).
+corrections_not_reversed          integer       Correction lines with another outcome
+    (reversals.csv).
+carried_out_records               integer       Records pending at today's cut-off, kept in
+    carry/NNNN/ for the next day.
+"""
+"""summary.json `ledger` of a closed clearing day (docs/settlement.md section 7)."""
+
+LEDGER_FILES = (
+    OutputFile(
+        DB_FILE,
+        "The ledger's state, SQLite in WAL mode (its table meta names the schema, "
+        f"{LEDGER_SCHEMA}): per closed day its cut-off, report hash, input fingerprint and "
+        "records carried out; the record ids and TACs each day booked; every reversal. Each "
+        "closed day NNNN (0001 and up) has its report in days/NNNN/, renamed into place once "
+        "the ledger has committed it and never written again.",
+    ),
+    replace(
+        SETTLEMENT_CSV,
+        path="days/*/settlement.csv",
+        meaning="Net position of every participant for the day (fen), its reversing entries "
+        "included; net_fen sums to zero.",
+    ),
+    replace(
+        REJECTS,
+        path="days/*/rejects.parquet",
+        meaning="Every record of the day's input not booked: rejected with its reason, or "
+        "pending (carried to the next day)." + DAY_INPUT,
+    ),
+    replace(ALERTS, path="days/*/alerts.parquet", meaning=ALERTS.meaning + DAY_INPUT),
+    replace(BOOKED, path="days/*/booked.parquet", meaning=BOOKED.meaning + DAY_INPUT),
+    OutputFile(
+        "days/*/reversals.csv",
+        "Every line of the day's --corrections file with its outcome (header only without "
+        "one); 0 in the original's columns unless REVERSED.",
+        columns("""
+line             int64   Line of the corrections file (its header is line 1).
+terminal_id      int64   Terminal of the record to reverse.
+terminal_serial  int64   The terminal's record counter; with terminal_id, the record.
+reference        string  The line's free-text reference (empty: none).
+original_day     int64   Closed day that booked the record (0: none did).
+outcome          int64   0 REVERSED, 1 NOT_BOOKED, 2 ALREADY_REVERSED, 3 REPEATED.
+outcome_name     string  The outcome's name.
+card_id          int64   The original record's card.
+payee            int64   Its payee.
+kind             int64   Its kind (as in records.parquet).
+domain           int64   Its domain (as in records.parquet).
+amount_fen       int64   Its amount.
+reversal_fen     int64   The reversing entry booked today: -amount_fen.
+"""),
+    ),
+    OutputFile(
+        "days/*/summary.json",
+        "The day's counts, outcomes, alerts, money booked and checks, and its place in the ledger.",
+        SETTLE_SUMMARY
+        + columns("cutoff_ms  integer  The day's cut-off, ms since the Unix epoch.")
+        + columns(LEDGER_BLOCK, prefix="ledger."),
+        schema=SETTLEMENT_SCHEMA,
+    ),
+    OutputFile(
+        f"days/*/{SUMS_FILE}",
+        "Written last: the SHA-256 of every other file of the report, as `sha256sum` writes "
+        "them (check with `sha256sum -c`). The SHA-256 of this file is the day's report hash, "
+        "recorded in ledger.sqlite when the day closes and named by the next day's summary.json.",
+    ),
+    OutputFile(
+        "carry/*/records.parquet",
+        "The records pending at day NNNN's cut-off, a record log settled first on the next "
+        "day: as records/records.parquet of `cardsim run`.",
+        LOG_RECORD_COLUMNS,
+        when="records are pending at the day's cut-off",
+    ),
+    OutputFile(
+        "carry/*/batches.parquet",
+        "Their batches, as records/batches.parquet of `cardsim run`.",
+        LOG_BATCH_COLUMNS,
+        when="records are pending at the day's cut-off",
+    ),
+)
+"""What the --ledger folder holds: each `cardsim settle --ledger` closes one more day."""
 
 # ---- cardsim sweep and cardsim capacity ----------------------------------------------------
 
@@ -467,10 +589,71 @@ curve[].knob       number       Knob value.
     OutputFile("capacity.png", "The KPI against the knob, its confidence band, the SLA line."),
 )
 
+# ---- cardsim exposure ----------------------------------------------------------------------
+
+EXPOSURE_ROW = """
+interval_s            float64  The hotlist refresh interval, s.
+interval              string   Its short name: 90s, 30m, 1h, 24h, 3d.
+replications          int64    Replication days at the interval.
+cards_lost            int64    Cards lost, summed over the days (the same at every interval).
+finder_taps           int64    Taps by the finders of lost cards, summed over the days.
+finder_taps_accepted  int64    Of which terminals accepted: the hotlist had not reached them.
+exposure_fen_total    int64    Spent by the finders, summed over the days.
+exposure_fen_mean     int64    Spent by the finders per day, rounded to whole fen (half up).
+exposure_fen_min      int64    The least spent on one day.
+exposure_fen_max      int64    The most spent on one day.
+"""
+
+EXPOSURE_JSON = {"int64": "integer", "float64": "number", "string": "string"}
+
+EXPOSURE_FILES = (
+    OutputFile(
+        "exposure.csv",
+        "One row per hotlist refresh interval, in the order of --intervals.",
+        columns(EXPOSURE_ROW),
+    ),
+    OutputFile(
+        "exposure_runs.csv",
+        "One row per interval and replication day; every interval sees the same days.",
+        columns("""
+interval_s            float64  The hotlist refresh interval, s.
+replication           int64    Replication day, 0 and up.
+seed                  int64    The day's seed (the same at every interval).
+cards_lost            int64    Cards lost that day.
+finder_taps           int64    Taps by the finders of lost cards.
+finder_taps_accepted  int64    Of which terminals accepted.
+exposure_fen          int64    Spent by the finders: the day's hotlist_exposure_fen KPI at this
+    interval.
+"""),
+    ),
+    OutputFile(
+        "exposure.png",
+        "Mean exposure per day against the interval (log scale), each replication day a dot.",
+    ),
+    OutputFile(
+        "summary.json",
+        "Written last: the scenario, the seeds and the rows of exposure.csv.",
+        columns("""
+schema             string   Document type and version.
+scenario           map      The scenario as run, --set applied: the fields of
+    docs/scenario-reference.md.
+seed               integer  Root seed.
+replication_seeds  array    The seed of each replication day.
+""")
+        + tuple(
+            Column(f"intervals[].{c.name}", EXPOSURE_JSON[c.dtype], c.meaning)
+            for c in columns(EXPOSURE_ROW)
+        ),
+        schema="cardsim.exposure/1",
+    ),
+)
+
 COMMANDS: dict[str, tuple[OutputFile, ...]] = {
     "run": RUN_FILES,
     "settle": SETTLE_FILES,
+    "settle --ledger": LEDGER_FILES,
     "sweep": SWEEP_FILES,
     "capacity": CAPACITY_FILES,
+    "exposure": EXPOSURE_FILES,
 }
 """What each command writes into its --out folder."""

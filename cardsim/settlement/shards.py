@@ -73,11 +73,6 @@ class ShardPlan:
         """Log rows in this shard."""
         return int(self.lengths.sum())
 
-    def log_rows(self) -> np.ndarray:
-        """The shard's log rows, ascending (int64, one per record)."""
-        present = self.lengths > 0
-        return ranges(self.starts[present], self.lengths[present])
-
 
 @dataclass
 class ShardResult:
@@ -324,7 +319,7 @@ def merge_shards(
     for plan, result in zip(plans, results, strict=True):
         if len(result.outcome) != plan.records:
             raise AssertionError("a shard returned the wrong number of outcomes")
-        outcome[plan.log_rows()] = result.outcome
+        _put_back(outcome, plan, result.outcome)
     runs = [r.card_keys for r in results]
     card_runs = None if any(run is None for run in runs) else [r for r in runs if r is not None]
     card_alerts = counter_alerts(source, outcome, card_runs, _locator(*extents), workers)
@@ -334,6 +329,16 @@ def merge_shards(
     positions = net_positions(merge_sums([r.flows for r in results]), fees or FeeSchedule())
     booked = np.flatnonzero(outcome == BOOKED)
     return Settlement(outcome, booked, make_alerts(alerts), positions)
+
+
+def _put_back(outcome: np.ndarray, plan: ShardPlan, shard_outcome: np.ndarray) -> None:
+    """Copy a shard's outcomes to its log rows, one slice per batch (no row index array)."""
+    present = plan.lengths > 0
+    starts, lengths = plan.starts[present].tolist(), plan.lengths[present].tolist()
+    offset = 0
+    for start, length in zip(starts, lengths, strict=True):
+        outcome[start : start + length] = shard_outcome[offset : offset + length]
+        offset += length
 
 
 def _locator(starts: np.ndarray, lengths: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
