@@ -11,9 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import pandas as pd
 import typer
 from tqdm import tqdm
 
+from cardsim.capacity.report import SHOWN_KPIS, format_summary
 from cardsim.errors import InputError
 from cardsim.ledger.clearing_days import report_sha256
 from cardsim.ledger.day_close import DayInputs, close_day
@@ -454,6 +456,13 @@ def sweep(
         typer.Option(min=0, help="Redo one run id alone and print its row as JSON (no files)."),
     ] = None,
     scheduler: Annotated[str | None, typer.Option(help=_SCHEDULER_HELP)] = None,
+    show: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A KPI to print per point as mean +/- 95 % half-width (repeatable). Default: "
+            "tap_to_cleared_p95_s, clearing_wait_mean_s, clearing_utilization."
+        ),
+    ] = None,
 ) -> None:
     """Run every grid point of --vary times --replications and write DIR/runs.csv and
     runs.parquet (one row per run: run_id, point, replication, seed, the varied fields, every
@@ -473,16 +482,30 @@ def sweep(
         return
     if out is None:
         raise InputError(scenario, "--out is required (unless --only)")
+    shown = _shown_kpis(show)
     where = f"the Dask cluster at {scheduler}" if scheduler else f"{processes} worker(s)"
     typer.echo(f"seed {seed}: {spec.runs:,} runs on {where}", err=True)
     with atomic_folder(out) as tmp:
         doc = _run_sweep_with_bar(spec, tmp, processes, scheduler)
         _report(tmp)
+        points = pd.read_csv(tmp / "summary.csv")
     typer.echo(
         f"{len(doc['points'])} points x {replications} replications = {spec.runs} runs; "
         f"replication seeds {doc['replication_seeds']}"
     )
+    for line in format_summary(points, [v.split("=", 1)[0].strip() for v in vary], shown):
+        typer.echo(line)
     typer.echo(f"wrote {out}/runs.csv, runs.parquet, summary.csv, summary.json, report.html")
+
+
+def _shown_kpis(show: list[str] | None) -> list[str]:
+    """The KPIs to print after a sweep; an unknown name is a one-line error before any run."""
+    from cardsim.capacity import KPI_NAMES
+
+    for name in show or []:
+        if name not in KPI_NAMES:
+            raise InputError("--show", f"unknown KPI {name!r}; one of {', '.join(KPI_NAMES)}")
+    return list(show or SHOWN_KPIS)
 
 
 @app.command()

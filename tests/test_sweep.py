@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cardsim.capacity.replicate import KPI_NAMES, replication_seeds, run_one
+from cardsim.capacity.report import short_number
 from cardsim.capacity.tables import RUNS_CSV, RunTableWriter, summarize
 from cardsim.sim.queueing import t_quantile_two_sided
 
@@ -110,8 +111,21 @@ def test_one_run_redone_alone_gives_the_identical_row(serial: Path) -> None:
 
 
 def test_two_workers_give_the_same_bytes_as_one(serial: Path, tmp_path: Path) -> None:
-    done = sweep(tmp_path / "parallel", "--workers", "2")
+    done = sweep(tmp_path / "parallel", "--workers", "2", "--show", "clearing_wait_mean_s")
     assert done.returncode == 0, done.stderr
+    # The printed summary: a header, then one line per point with its values and mean +/- CI.
+    summary = pd.read_csv(serial / "summary.csv")
+    table = done.stdout.splitlines()[1:-1]
+    assert table[0].split() == [
+        "clearing.workers",
+        "demand.peak_multiplier",
+        "clearing_wait_mean_s",
+    ]
+    for line, (_, point) in zip(table[1:], summary.iterrows(), strict=True):
+        knobs = [float(v) for v in line.split()[:2]]
+        assert knobs == [point["clearing.workers"], point["demand.peak_multiplier"]]
+        mean, half = point["clearing_wait_mean_s_mean"], point["clearing_wait_mean_s_half_width"]
+        assert line.endswith(f"{short_number(mean)} +/- {short_number(half)}")
     for name in ("runs.csv", "runs.parquet", "summary.csv", "summary.json"):
         assert (tmp_path / "parallel" / name).read_bytes() == (serial / name).read_bytes(), name
 

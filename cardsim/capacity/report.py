@@ -71,3 +71,28 @@ def format_curve(curve: list[CapacityPoint], knob: str) -> list[str]:
             f"{'yes' if p.ok else 'no'}"
         )
     return lines
+
+
+SHOWN_KPIS = ("tap_to_cleared_p95_s", "clearing_wait_mean_s", "clearing_utilization")
+"""The KPIs `cardsim sweep` prints per point unless told otherwise (all are in summary.csv)."""
+
+
+def format_summary(summary: pd.DataFrame, varied: list[str], kpis: list[str]) -> list[str]:
+    """Lines of the printed sweep summary: each point's varied values, then mean +/- 95 % CI
+    half-width of each KPI."""
+    width = max(24, *(len(k) + 2 for k in kpis))
+    knobs = [max(10, len(v) + 2) for v in varied]
+    header = "".join(f"{v:>{w}}" for v, w in zip(varied, knobs, strict=True))
+    lines = [header + "".join(f"{k:>{width}}" for k in kpis)]
+    for _, row in summary.iterrows():
+        cells = "".join(f"{row[v]:>{w}g}" for v, w in zip(varied, knobs, strict=True))
+        for k in kpis:
+            cell = f"{short_number(row[k + '_mean'])} +/- {short_number(row[k + '_half_width'])}"
+            cells += f"{cell:>{width}}"
+        lines.append(cells)
+    return lines
+
+
+def short_number(value: float) -> str:
+    """Four significant digits, without exponents for values of a thousand and more."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
