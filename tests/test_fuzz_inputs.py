@@ -306,3 +306,23 @@ def _mutate_column(table: pa.Table, i: int, how: str) -> pa.Table:
     else:
         values = np.full_like(values, np.iinfo(values.dtype).max)
     return table.set_column(i, field, pa.array(values, type=field.type))
+
+
+@pytest.mark.parametrize("command", ["run", "settle", "sweep", "exposure", "bench"])
+def test_an_output_path_that_cannot_be_a_folder_is_refused_before_any_work(
+    command: str, good_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    taken = tmp_path / "a-file"
+    taken.write_text("not a folder")
+    args: dict[str, list[object]] = {
+        "run": ["run", SCENARIO],
+        "settle": ["settle", good_log / "records", "--keys", good_log / "keys.json"],
+        "sweep": ["sweep", SCENARIO, "--vary", "clearing.workers=1,2"],
+        "exposure": ["exposure", SCENARIO],
+        "bench": ["bench", "--records", "1000"],
+    }
+    for out in (taken, Path("/proc/cardsim-out")):
+        code, err = cli(capsys, *args[command], "--out", out)
+        assert_one_line_error(code, err, str(out))
+    assert taken.read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cardsim.errors import InputError
+
 MARKER = "summary.json"
 """Written last by every command: its presence means the folder is complete."""
+
+
+def check_output_folder(path: str | Path) -> None:
+    """Fail in one line, before any work, when `path` cannot become an output folder: it is
+    a file, or the folder it would be created in cannot be written (tried for real)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(path, "exists and is not a folder; give a folder path for the output")
+    parent = path.parent.resolve()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(path, f"{parent} is not a folder, so the output cannot be created")
+    try:
+        tempfile.TemporaryDirectory(dir=parent, prefix=f".{path.name}.check").cleanup()
+    except OSError as exc:
+        raise InputError(
+            path, f"cannot write an output folder in {parent}: {exc.strerror}"
+        ) from None
 
 
 @contextmanager

@@ -74,7 +74,10 @@ def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
         2,
         "reason_name",
         pd.Series(
-            pd.Categorical.from_codes(codes.astype(np.int64), categories=pd.Index(_OUTCOME_NAMES))
+            # Only the reasons that occur, so value_counts() lists those, not 256 names.
+            pd.Categorical.from_codes(
+                codes.astype(np.int64), categories=pd.Index(_OUTCOME_NAMES)
+            ).remove_unused_categories()
         ),
     )
     return frame
