@@ -4,7 +4,9 @@ clusters started here on loopback (one thread per worker), in the same run.
 Groups (`make bench` prints them side by side):
 - scaleout-sweep: a sweep of SWEEP_RUNS replications of a trimmed small town; runs/s.
 - scaleout-settle: the shared benchmark log (CARDSIM_BENCH_RECORDS, 10 million records from
-  20,000 terminals by default) settled in shards of whole terminals; records/s.
+  20,000 terminals by default) partitioned for two workers (`cardsim partition --shards 2`),
+  settled in shards of whole terminals; records/s. One worker reads both partitions, each of
+  two workers reads only its own row groups.
 
 The two-worker entry of each group stores `speedup_vs_1_worker`, computed from this run's
 one-worker figure. Workers are warmed up (cardsim imported) before timing. Nothing here
@@ -25,7 +27,8 @@ from benchmarks.conftest import TERMINALS
 from cardsim.capacity.grid import parse_vary
 from cardsim.capacity.sweep import SweepSpec, run_sweep
 from cardsim.cluster.settlement import settle_on_cluster
-from cardsim.records.log import LogReader
+from cardsim.records.log import LogReader, write_log
+from cardsim.settlement.shards import partition_log
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "small-town.toml"
 TOWN = (
@@ -40,6 +43,7 @@ SWEEP_VARY = "clearing.workers=1,2,4"
 SWEEP_REPLICATIONS = 8
 SWEEP_RUNS = 3 * SWEEP_REPLICATIONS
 MAIN_BATCH = 1_000
+PARTITIONS = 2
 
 SECONDS: dict[str, float] = {}
 RESULTS: dict[str, object] = {}
@@ -111,10 +115,20 @@ def test_sweep_on_dask(benchmark, workers: int) -> None:
     _speedup(benchmark, "sweep", workers)
 
 
+@pytest.fixture(scope="module")
+def partitioned(logs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The benchmark log laid out in PARTITIONS partitions, as `cardsim partition` writes it."""
+    day, _ = logs(MAIN_BATCH)
+    path = tmp_path_factory.mktemp("partitioned") / "log"
+    write_log(path, *partition_log(day.log, PARTITIONS))
+    return path
+
+
 @pytest.mark.parametrize("workers", [1, 2])
-def test_sharded_settle_on_dask(benchmark, logs, workers: int) -> None:
+def test_sharded_settle_on_dask(benchmark, logs, partitioned: Path, workers: int) -> None:
     benchmark.group = "scaleout-settle"
-    day, path = logs(MAIN_BATCH)
+    day, _ = logs(MAIN_BATCH)
+    path = partitioned
     with cluster(workers) as address:
         result = benchmark.pedantic(
             lambda: settle_on_cluster(address, LogReader(path), day.registry),

@@ -141,6 +141,27 @@ def test_cli_settle_and_sweep_with_scheduler_write_the_local_bytes(
     assert_same_files(swept_here, out, SWEEP_FILES)
 
 
+def test_a_partitioned_log_settles_on_the_cluster_to_the_local_bytes(
+    scheduler: str, dirty_log: tuple[SyntheticDay, Path, Path], tmp_path: Path
+) -> None:
+    day, log, keys = dirty_log
+    parted = tmp_path / "parted"
+    done = cardsim("partition", log, "--shards", "2", "--out", parted)
+    assert done.returncode == 0, done.stderr
+    reader = LogReader(parted)
+    assert reader.partitions is not None and len(reader.partitions) == 2
+    done = cardsim(
+        "settle", parted, "--keys", keys, "--out", tmp_path / "settled", "--scheduler", scheduler
+    )
+    assert done.returncode == 0, done.stderr
+    done = cardsim("settle", parted, "--keys", keys, "--out", tmp_path / "local")
+    assert done.returncode == 0, done.stderr
+    assert_same_files(tmp_path / "local", tmp_path / "settled", SETTLE_FILES)
+    assert (
+        settle(reader, day.registry).booked.size == settle(LogReader(log), day.registry).booked.size
+    )
+
+
 def closed_port() -> int:
     """A loopback port with nothing listening (bound, then released)."""
     with socket.socket() as s:

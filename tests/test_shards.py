@@ -22,6 +22,8 @@ from cardsim.settlement.shards import (
     ShardSource,
     batch_extents,
     merge_shards,
+    partition_log,
+    plan_for,
     plan_shards,
     settle_in_shards,
     settle_shard,
@@ -159,3 +161,63 @@ def test_rows_out_of_batch_order_are_an_input_error(tmp_path: Path) -> None:
     write_log(tmp_path / "log", RecordLog(log.records, log.batch_row, log.batches))
     with pytest.raises(InputError, match="batch_row decreases"):
         batch_extents(LogReader(tmp_path / "log"))
+
+
+def _partitioned(day: SyntheticDay, path: Path, shards: int) -> LogReader:
+    laid_out, firsts = partition_log(day.log, shards)
+    write_log(path, laid_out, firsts)
+    return LogReader(path)
+
+
+def test_a_partitioned_log_keeps_each_terminals_uploads_in_order(tmp_path: Path) -> None:
+    day = cross_shard_clone()
+    reader = _partitioned(day, tmp_path / "log", 2)
+    assert reader.partitions is not None and len(reader.partitions) == 2
+    old, new = day.log.batches, reader.batches
+    for terminal in np.unique(old["terminal_id"]).tolist():
+        before = old[old["terminal_id"] == terminal]
+        after = new[new["terminal_id"] == terminal]
+        np.testing.assert_array_equal(before, after)
+    # Whole terminals per partition, and the partitions are the shards of the original log.
+    cut = reader.partitions[1]
+    halves = [set(new["terminal_id"][:cut].tolist()), set(new["terminal_id"][cut:].tolist())]
+    assert halves == terminal_of_shard(day, 2)
+    assert reader.batches["terminal_id"].tolist() != day.log.batches["terminal_id"].tolist()
+
+
+def test_a_partitioned_log_books_the_same_records(tmp_path: Path) -> None:
+    day = cross_shard_clone()
+    reader = _partitioned(day, tmp_path / "log", 2)
+    before, after = settle(day.log, day.registry), settle(reader, day.registry)
+    np.testing.assert_array_equal(before.positions, after.positions)
+    booked = [
+        np.sort(s.records[r.booked]) for s, r in ((day.log, before), (reader.read_all(), after))
+    ]
+    np.testing.assert_array_equal(*booked)
+    codes = [np.sort(r.alerts["code"]) for r in (before, after)]
+    np.testing.assert_array_equal(*codes)
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_shards_of_a_partitioned_log_read_only_their_row_groups(
+    tmp_path: Path, shards: int
+) -> None:
+    day = small_day(seed=3, records=6000, terminals=40, batch_size=30)
+    reader = _partitioned(day, tmp_path / "log", 3)
+    extents = batch_extents(reader)
+    plans = plan_for(reader, extents, shards)
+    assert len(plans) == shards
+    groups = [{g for c in ShardSource(reader, p).chunks for g in c.row_groups} for p in plans]
+    assert sum(len(g) for g in groups) == len(set().union(*groups))
+    for plan in plans:
+        np.testing.assert_array_equal(
+            plan.batch_rows, np.arange(plan.batch_rows[0], plan.batch_rows[-1] + 1)
+        )
+    assert_same(settle(reader, day.registry), settle_in_shards(reader, day.registry, shards=shards))
+
+
+def test_a_bad_partitions_entry_is_an_input_error(tmp_path: Path) -> None:
+    day = small_day(seed=2, records=100, terminals=2, batch_size=10)
+    write_log(tmp_path / "log", day.log, [0, 999])
+    with pytest.raises(InputError, match=r"cardsim\.partitions"):
+        LogReader(tmp_path / "log")

@@ -29,7 +29,7 @@ from cardsim.settlement.shards import (
     ShardSource,
     batch_extents,
     merge_shards,
-    plan_shards,
+    plan_for,
     registry_for,
     settle_shard,
 )
@@ -55,7 +55,7 @@ def settle_on_cluster(
     expected = (reader.rows, len(reader.batches))
     with connect(address) as client:
         threads = worker_threads(client, address)
-        plans = plan_shards(reader.batches, *extents, len(threads))
+        plans = plan_for(reader, extents, len(threads))
         job = uuid.uuid4().hex[:12]
         futures = []
         for i, (plan, (worker, n_threads)) in enumerate(zip(plans, threads.items(), strict=False)):

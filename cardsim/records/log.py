@@ -8,8 +8,9 @@ docs/record-format.md is the specification; this module is the one place that re
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,10 @@ BATCHES_FILE = "batches.parquet"
 ROW_GROUP_RECORDS = 262_144
 """Target records per Parquet row group; groups end on batch boundaries so that they can be
 settled independently and in parallel."""
+
+PARTITIONS_KEY = b"cardsim.partitions"
+"""records.parquet metadata of a partitioned log: JSON list of each partition's first batch
+row (`cardsim partition`); every partition starts a row group."""
 
 COMPRESSION = "none"
 """Uncompressed pages read about three times faster than snappy; the identity, card and TAC
@@ -79,20 +84,28 @@ class RecordLog:
         )
 
 
-def write_log(path: str | Path, log: RecordLog) -> None:
-    """Write a log folder atomically: built under a temporary name, then renamed into place."""
+def write_log(path: str | Path, log: RecordLog, partitions: Sequence[int] | None = None) -> None:
+    """Write a log folder atomically: built under a temporary name, then renamed into place.
+
+    `partitions` (first batch row of each partition, ascending) are recorded in the metadata,
+    and each starts a row group, so a reader of one partition reads no other's rows.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     pq.write_table(_batch_table(log.batches), tmp / BATCHES_FILE)
+    schema, breaks = RECORD_SCHEMA, np.empty(0, np.int64)
+    if partitions is not None:
+        schema = schema.with_metadata({PARTITIONS_KEY: json.dumps(list(map(int, partitions)))})
+        breaks = np.searchsorted(log.batch_row, np.asarray(partitions, np.int64))
     with pq.ParquetWriter(
         tmp / RECORDS_FILE,
-        RECORD_SCHEMA,
+        schema,
         compression=COMPRESSION,
         use_dictionary=DICTIONARY_COLUMNS,
     ) as writer:
-        for start, stop in row_groups(log.batch_row):
+        for start, stop in row_groups(log.batch_row, breaks):
             writer.write_table(
                 _record_table(log.records[start:stop], log.batch_row[start:stop]),
                 row_group_size=stop - start,
@@ -102,18 +115,26 @@ def write_log(path: str | Path, log: RecordLog) -> None:
     tmp.rename(path)
 
 
-def row_groups(batch_row: np.ndarray) -> Iterator[tuple[int, int]]:
-    """Row ranges of about ROW_GROUP_RECORDS rows that end on batch boundaries."""
+def row_groups(
+    batch_row: np.ndarray, breaks: np.ndarray | None = None
+) -> Iterator[tuple[int, int]]:
+    """Row ranges of about ROW_GROUP_RECORDS rows that end on batch boundaries, and at every
+    row in `breaks` (rows where a batch starts)."""
     n = len(batch_row)
     bounds = np.flatnonzero(np.diff(batch_row)) + 1
+    cuts = np.empty(0, np.int64) if breaks is None else np.asarray(breaks, np.int64)
     start = 0
     while start < n:
         stop = start + ROW_GROUP_RECORDS
-        if stop >= n:
+        cut = cuts[np.searchsorted(cuts, start, side="right") :]
+        if len(cut) and cut[0] < min(stop, n):
+            stop = int(cut[0])
+        elif stop >= n:
             yield start, n
             return
-        i = np.searchsorted(bounds, stop)
-        stop = int(bounds[i]) if i < len(bounds) else n
+        else:
+            i = np.searchsorted(bounds, stop)
+            stop = int(bounds[i]) if i < len(bounds) else n
         yield start, stop
         start = stop
 
@@ -162,6 +183,7 @@ class LogReader:
         _check_schema(self.records_path, meta.schema.to_arrow_schema(), RECORD_SCHEMA)
         self.rows = meta.num_rows
         self.chunks = self._plan_chunks(meta)
+        self.partitions = self._partitions(meta)
 
     def _read_batches(self) -> np.ndarray:
         path = self.path / BATCHES_FILE
@@ -183,6 +205,24 @@ class LogReader:
             else:
                 out[field.name] = column.to_numpy()
         return out
+
+    def _partitions(self, meta: pq.FileMetaData) -> tuple[int, ...] | None:
+        """First batch row of each partition of a partitioned log, else None."""
+        raw = (meta.metadata or {}).get(PARTITIONS_KEY)
+        if raw is None:
+            return None
+        try:
+            firsts = tuple(int(v) for v in json.loads(raw))
+        except (ValueError, TypeError):
+            firsts = ()
+        n = len(self.batches)
+        if not firsts or firsts[0] != 0 or list(firsts) != sorted(set(firsts)) or firsts[-1] > n:
+            raise InputError(
+                self.records_path,
+                f"metadata {PARTITIONS_KEY.decode()} must list ascending first batch rows "
+                f"from 0 to at most {n}",
+            )
+        return firsts
 
     def _plan_chunks(self, meta: pq.FileMetaData) -> list[Chunk]:
         """Group row groups so that no batch is split between two chunks."""

@@ -17,6 +17,7 @@ order, so "earlier" means what it means to the kernel.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -150,6 +151,72 @@ def plan_shards(
         if len(rows):
             plans.append(ShardPlan(rows, starts[rows], lengths[rows]))
     return plans
+
+
+def plan_partitions(
+    batches: np.ndarray,
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    partitions: tuple[int, ...],
+    shards: int,
+) -> list[ShardPlan]:
+    """Shards of whole partitions of a partitioned log (`partition_log`), balanced by work.
+
+    Each shard is a run of consecutive partitions, so its batches, its records and its row
+    groups are one contiguous range of the log and a worker reads only its own row groups.
+    """
+    bounds = [*partitions, len(batches)]
+    work = np.array(
+        [
+            int(lengths[a:b].sum()) + BATCH_COST_RECORDS * (b - a)
+            for a, b in itertools.pairwise(bounds)
+        ],
+        np.int64,
+    )
+    total = max(1, int(work.sum()))
+    middle = 2 * np.cumsum(work) - work
+    shard_of_partition = np.minimum(middle * shards // (2 * total), shards - 1)
+    plans = []
+    for s in range(shards):
+        mine = np.flatnonzero(shard_of_partition == s)
+        if len(mine):
+            rows = np.arange(bounds[mine[0]], bounds[mine[-1] + 1])
+            if len(rows):
+                plans.append(ShardPlan(rows, starts[rows], lengths[rows]))
+    return plans or [ShardPlan(np.arange(len(batches)), starts, lengths)]
+
+
+def plan_for(
+    source: ChunkSource, extents: tuple[np.ndarray, np.ndarray], shards: int
+) -> list[ShardPlan]:
+    """The plan for `shards` workers: whole partitions when the log is partitioned into at
+    least that many, otherwise ranges of terminals."""
+    partitions = getattr(source, "partitions", None)
+    if partitions is not None and len(partitions) >= shards:
+        return plan_partitions(source.batches, *extents, partitions, shards)
+    return plan_shards(source.batches, *extents, shards)
+
+
+def partition_log(log: RecordLog, shards: int) -> tuple[RecordLog, tuple[int, ...]]:
+    """The same uploads laid out in `shards` partitions of whole terminals (`plan_shards`),
+    and the first batch row of each partition.
+
+    Within a partition batches keep their log order, so each terminal's uploads stay in
+    upload order: every per-terminal rule (repeats, record ids, gaps, chains) decides as in
+    the original log. Only the order between terminals changes, which decides nothing but
+    which row of a card counter clash is the later one.
+    """
+    starts, lengths = batch_extents(as_source(log))
+    plans = plan_shards(log.batches, starts, lengths, shards)
+    order = np.concatenate([p.batch_rows for p in plans])
+    firsts = tuple(int(v) for v in np.cumsum([0] + [len(p.batch_rows) for p in plans[:-1]]))
+    new_row = np.empty(len(order), np.int64)
+    new_row[order] = np.arange(len(order))
+    present = lengths[order] > 0
+    rows = ranges(starts[order][present], lengths[order][present])
+    records = log.records[rows]
+    batch_row = new_row[log.batch_row[rows]]
+    return RecordLog(records, batch_row, log.batches[order]), firsts
 
 
 class ShardSource:
@@ -364,7 +431,7 @@ def settle_in_shards(
     machines, in one process (for tests, and to check a plan without a cluster)."""
     source = as_source(log)
     extents = batch_extents(source)
-    plans = plan_shards(source.batches, *extents, shards)
+    plans = plan_for(source, extents, shards)
     results = [
         settle_shard(
             ShardSource(source, plan),
