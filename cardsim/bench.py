@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cardsim.records.batch import header_array, signing_message
-from cardsim.records.keys import KeyRegistry, compute_tacs
+from cardsim.records.keys import TAC_FIELDS, KeyRegistry, compute_tacs
 from cardsim.records.log import LogReader, RecordLog
 from cardsim.settlement.kernel import Progress, settle
 from cardsim.settlement.result import Settlement
@@ -91,12 +91,18 @@ def tac_floor_s(log: RecordLog, registry: KeyRegistry) -> float:
     """Seconds to recompute every record's TAC once (compiled SipHash-2-4), on one thread.
 
     Not part of the issue's crypto floor, but no settlement can skip it: it is reported so
-    that the ratio to the floor can be read against what per-record MACs cost.
+    that the ratio to the floor can be read against what per-record MACs cost. Timed as the
+    kernel runs it, on contiguous columns (which reading Parquet yields); the columns are
+    copied out of the record array a block at a time, untimed.
     """
-    begin = time.perf_counter()
+    seconds = 0.0
     for start in range(0, len(log.records), 1 << 18):
-        compute_tacs(registry.master_key, log.records[start : start + (1 << 18)])
-    return time.perf_counter() - begin
+        block = log.records[start : start + (1 << 18)]
+        columns = {name: np.ascontiguousarray(block[name]) for name in TAC_FIELDS}
+        begin = time.perf_counter()
+        compute_tacs(registry.master_key, columns)
+        seconds += time.perf_counter() - begin
+    return seconds
 
 
 WARM_UP_BATCHES = 8

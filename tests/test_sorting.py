@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardsim.settlement.cards import _key_events, merge_runs
+from cardsim.settlement.cards import _events, _key_events, merge_runs
 from cardsim.settlement.sorting import INSERTION_MAX, sort_keys, sort_runs
 
 _U64 = st.integers(0, 2**64 - 1)
@@ -62,3 +62,16 @@ def test_key_events_match_a_plain_scan(pairs: list[tuple[int, int]]) -> None:
     same = card[1:] == card[:-1]
     np.testing.assert_array_equal(gap, np.flatnonzero(same & (counter[1:] > counter[:-1] + 1)))
     np.testing.assert_array_equal(clash, np.flatnonzero(same & (counter[1:] == counter[:-1])))
+
+
+def test_key_events_split_among_threads_miss_no_pair() -> None:
+    rng = np.random.default_rng(9)
+    n = (1 << 20) + 7
+    keys = np.sort(rng.integers(1, 3000, n, dtype=np.uint64) << np.uint64(32)) | np.uint64(5)
+    keys[::3] += np.uint64(2)  # gaps and clashes everywhere, also across the split points
+    keys.sort()
+    whole = _key_events(keys)
+    for workers in (2, 3):
+        for got, expected in zip(_events(keys, workers), whole, strict=True):
+            np.testing.assert_array_equal(got, expected)
+    assert len(whole[0]) and len(whole[1])

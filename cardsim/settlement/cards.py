@@ -9,6 +9,7 @@ compiled pass. Rows are read back from the log only for the rare clash.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -42,7 +43,7 @@ def counter_alerts(
         clash_cards = card[clash]
     else:
         key = merge_runs(runs, workers)
-        gap, clash = _key_events(key)
+        gap, clash = _events(key, workers)
         gap_card = key[gap] >> np.uint64(32)
         before, after = key[gap] & _LOW32, key[gap + 1] & _LOW32
         clash_cards = key[clash] >> np.uint64(32)
@@ -59,6 +60,23 @@ def merge_runs(runs: list[np.ndarray], workers: int = 1) -> np.ndarray:
     """One sorted array of every key of the runs (each run in any order); `workers` threads
     share the radix sort."""
     return sort_runs(runs, workers)
+
+
+def _events(keys: np.ndarray, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_key_events` of all keys, the keys split among `workers` threads (each part also
+    reads the first key of the next, so no pair is missed)."""
+    n = len(keys)
+    if workers <= 1 or n < 1 << 20:
+        return _key_events(keys)
+    cuts = [n * p // workers for p in range(workers + 1)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        parts = list(
+            pool.map(lambda p: _key_events(keys[cuts[p] : cuts[p + 1] + 1]), range(workers))
+        )
+    return (
+        np.concatenate([gap + cut for (gap, _), cut in zip(parts, cuts, strict=False)]),
+        np.concatenate([clash + cut for (_, clash), cut in zip(parts, cuts, strict=False)]),
+    )
 
 
 @njit(nogil=True, cache=True)
