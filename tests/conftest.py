@@ -15,6 +15,19 @@ settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+TINY_TOWN = (
+    "population.cards=1500",
+    "bike.trips=100",
+    "hospital.patients=100",
+    "issuance.applications=30",
+    "pos.shops.purchases=100",
+    "pos.supermarkets.purchases=100",
+    "pos.pharmacies.purchases=50",
+    "pos.taxis.purchases=50",
+    "pos.parking.purchases=50",
+)
+"""`--set` overrides for small-town: every domain, a run in a fraction of a second."""
+
 
 def small_day(
     seed: int = 1, records: int = 600, terminals: int = 12, batch_size: int = 20, **kwargs: object

@@ -22,21 +22,12 @@ from cardsim.results.outputs import ALERTS, COMMANDS, REJECTS
 from cardsim.results.schema import KPIS, OutputFile
 from cardsim.results.settlement_files import alerts_frame, rejects_frame
 from cardsim.settlement.result import ALERT_DTYPE, POSITION_DTYPE, Settlement
+from tests.conftest import TINY_TOWN
 from tests.ledger_days import build_days
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "small-town.toml"
-TINY = (
-    "population.cards=1500",
-    "bike.trips=100",
-    "hospital.patients=100",
-    "issuance.applications=30",
-    "pos.shops.purchases=100",
-    "pos.supermarkets.purchases=100",
-    "pos.pharmacies.purchases=50",
-    "pos.taxis.purchases=50",
-    "pos.parking.purchases=50",
-)
+TINY = TINY_TOWN
 """A town that runs in a fraction of a second and still uses every domain."""
 REGENERATE = "regenerate it: python -m cardsim.schema_docs {} > docs/{}"
 

@@ -24,6 +24,7 @@ from cardsim.report.settlement import by_group
 from cardsim.report.steps import bin_average, bin_maximum, level_at, steps_from_deltas
 from cardsim.sim.clearing import ClearingConfig, simulate_clearing
 from cardsim.sim.world import DAY_START_MS
+from tests.conftest import TINY_TOWN
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "small-town.toml"
@@ -36,18 +37,7 @@ SMALL = (
     "pos.supermarkets.purchases=200",
     "pos.taxis.purchases=200",
 )
-TINY = (
-    "population.cards=1500",
-    "bike.trips=100",
-    "hospital.patients=100",
-    "issuance.applications=30",
-    "pos.shops.purchases=100",
-    "pos.supermarkets.purchases=100",
-    "pos.pharmacies.purchases=50",
-    "pos.taxis.purchases=50",
-    "pos.parking.purchases=50",
-    "clearing.batch_service_s=5",
-)
+TINY = (*TINY_TOWN, "clearing.batch_service_s=5")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

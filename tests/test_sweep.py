@@ -17,20 +17,10 @@ from cardsim.capacity.replicate import KPI_NAMES, replication_seeds, run_one
 from cardsim.capacity.report import short_number
 from cardsim.capacity.tables import RUNS_CSV, RunTableWriter, summarize
 from cardsim.sim.queueing import t_quantile_two_sided
+from tests.conftest import TINY_TOWN
 
 SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "small-town.toml"
-TINY = (
-    "population.cards=1500",
-    "bike.trips=100",
-    "hospital.patients=100",
-    "issuance.applications=30",
-    "pos.shops.purchases=100",
-    "pos.supermarkets.purchases=100",
-    "pos.pharmacies.purchases=50",
-    "pos.taxis.purchases=50",
-    "pos.parking.purchases=50",
-    "clearing.batch_service_s=5",
-)
+TINY = (*TINY_TOWN, "clearing.batch_service_s=5")
 """A town small enough for a run in about 0.2 s, with batches slow enough to queue."""
 GRID = ("--vary", "clearing.workers=1,2", "--vary", "demand.peak_multiplier=1,3.5")
 REPLICATIONS = 2
