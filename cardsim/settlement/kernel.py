@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from cardsim.settlement.chunk import (
     process_chunk,
 )
 from cardsim.settlement.fees import FeeSchedule
-from cardsim.settlement.grouping import merge_sums
+from cardsim.settlement.grouping import Sums, merge_sums
 from cardsim.settlement.identity import disjoint_ranges, drop_repeats, serial_gaps
 from cardsim.settlement.journal import ChunkJournal
 from cardsim.settlement.positions import flow_sums, net_positions
@@ -57,6 +58,44 @@ def settle(
     which are not booked again.
     """
     source = as_source(log)
+    phase = terminal_phase(source, registry, cutoff_ms, workers, progress, journal, booked_before)
+    whole = [run for run in phase.runs or [] if run is not None]
+    runs = whole if phase.runs is not None and len(whole) == len(phase.runs) else None
+    alerts = phase.alerts + counter_alerts(source, phase.outcome, runs, phase.batch_of, workers)
+    positions = net_positions(phase.flows, fees or FeeSchedule())
+    booked = np.flatnonzero(phase.outcome == BOOKED)
+    return Settlement(phase.outcome, booked, make_alerts(alerts), positions)
+
+
+@dataclass
+class TerminalPhase:
+    """Everything settlement decides terminal by terminal, before the card pass and netting."""
+
+    outcome: np.ndarray
+    """Per log row: BOOKED, PENDING or a Reason."""
+    alerts: list[tuple]
+    """Alert rows of every check except the card pass."""
+    flows: Sums
+    """Booked amounts per flow key."""
+    runs: list[np.ndarray | None] | None
+    """Per chunk the booked card keys (None for a chunk that could not make them), or None
+    when records were dropped after the chunk pass and the keys must be rebuilt."""
+    batch_of: Callable[[np.ndarray], np.ndarray]
+    """Log row -> batch row."""
+
+
+def terminal_phase(
+    source: ChunkSource,
+    registry: KeyRegistry,
+    cutoff_ms: int | None = None,
+    workers: int = 1,
+    progress: Progress | None = None,
+    journal: ChunkJournal | None = None,
+    booked_before: BookedIndex | None = None,
+) -> TerminalPhase:
+    """Signatures, TACs, repeated uploads, record dedupe, serial gaps and batch chains: every
+    rule that compares only records of one terminal, so a shard of whole terminals can run it
+    alone (settlement/shards.py)."""
     batches = source.batches
     headers = header_array(batches)
     candidate = duplicate_candidates(batches, headers)
@@ -76,8 +115,8 @@ def settle(
     disjoint, gaps = disjoint_ranges(batches, accepted)
     alerts += gaps
     flows = merge_sums([p.flows for p in parts] + [earlier.negated()])
-    sorted_keys = [p.card_keys for p in parts if p.card_keys is not None]
-    runs = sorted_keys if len(sorted_keys) == len(parts) and not len(earlier.keys) else None
+    runs: list[np.ndarray | None] | None = [p.card_keys for p in parts]
+    runs = None if len(earlier.keys) else runs
     if disjoint:
         alerts += [gap for p in parts for gap in p.inner_gaps]
     else:
@@ -89,10 +128,7 @@ def settle(
     alerts += _batch_reject_alerts(batches, status)
     alerts += _forged(source, outcome, batch_of)
     alerts += chain_alerts(batches, accepted, cols.digest)
-    alerts += counter_alerts(source, outcome, runs, batch_of, workers)
-    positions = net_positions(flows, fees or FeeSchedule())
-    booked = np.flatnonzero(outcome == BOOKED)
-    return Settlement(outcome, booked, make_alerts(alerts), positions)
+    return TerminalPhase(outcome, alerts, flows, runs, batch_of)
 
 
 def _chunk_pass(

@@ -24,31 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from cardsim.errors import InputError
-from cardsim.records.batch import header_array
 from cardsim.records.keys import KeyRegistry
 from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
 from cardsim.records.log import Chunk, LogReader, RecordLog
-from cardsim.settlement.batches import UNSEEN, chain_alerts, duplicate_candidates, pre_status
-from cardsim.settlement.booked_index import BookedIndex, drop_booked_before
+from cardsim.settlement.booked_index import BookedIndex
 from cardsim.settlement.cards import counter_alerts, merge_runs
-from cardsim.settlement.chunk import BatchPlan, LogState, _card_keys
+from cardsim.settlement.chunk import _card_keys
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.grouping import Sums, merge_sums
-from cardsim.settlement.identity import disjoint_ranges, drop_repeats, serial_gaps
 
 # The kernel's own steps, so that a shard is settled by exactly the code that settles a log.
-from cardsim.settlement.kernel import (
-    _batch_locator,
-    _batch_reject_alerts,
-    _batch_status,
-    _chunk_pass,
-    _forged,
-    _hash_empty_batches,
-    _late_batches,
-    _outcome,
-    _rows_of,
-)
-from cardsim.settlement.positions import flow_sums, net_positions
+from cardsim.settlement.kernel import terminal_phase
+from cardsim.settlement.positions import net_positions
 from cardsim.settlement.reasons import BOOKED
 from cardsim.settlement.result import ALERT_DTYPE, Settlement, make_alerts
 from cardsim.settlement.source import ChunkSource, as_source, fetch
@@ -318,40 +305,10 @@ def settle_shard(
     `booked_before` holds record ids booked on closed days, as for `kernel.settle`; ids of
     other terminals in it are simply never met.
     """
-    batches = source.batches
-    headers = header_array(batches)
-    candidate = duplicate_candidates(batches, headers)
-    pre = pre_status(batches, registry, cutoff_ms)
-    plan = BatchPlan(batches, headers, (candidate == UNSEEN) & (pre == 0), registry)
-    cols = LogState(source.rows, len(batches))
-    parts = _chunk_pass(source, plan, cols, workers, progress)
-    _hash_empty_batches(headers, cols)
-    status = _batch_status(plan, candidate, pre, cols)
-    parts += _late_batches(source, plan, cols, status, candidate)
-    outcome = _outcome(cols, status)
-    batch_of = _batch_locator(cols)
-    accepted = status == 0
-    earlier, alerts = drop_booked_before(
-        source, outcome, cols, batches, accepted, batch_of, booked_before
-    )
-    disjoint, gaps = disjoint_ranges(batches, accepted)
-    alerts += gaps
-    flows = merge_sums([p.flows for p in parts] + [earlier.negated()])
-    runs: list[np.ndarray | None] | None = [p.card_keys for p in parts]
-    runs = None if len(earlier.keys) else runs
-    if disjoint:
-        alerts += [gap for p in parts for gap in p.inner_gaps]
-    else:
-        gone, conflicts = drop_repeats(source, outcome, batch_of)
-        alerts += conflicts + serial_gaps(source, _rows_of(cols, accepted))
-        dropped = flow_sums(gone["payee"], gone["kind"], gone["domain"], gone["amount_fen"])
-        flows = merge_sums([flows, dropped.negated()])
-        runs = None if len(dropped.keys) else runs
-    alerts += _batch_reject_alerts(batches, status)
-    alerts += _forged(source, outcome, batch_of)
-    alerts += chain_alerts(batches, accepted, cols.digest)
-    keys = _shard_card_keys(source, outcome, runs, workers)
-    return ShardResult(outcome, source.to_log_numbering(make_alerts(alerts)), flows, keys)
+    phase = terminal_phase(source, registry, cutoff_ms, workers, progress, None, booked_before)
+    keys = _shard_card_keys(source, phase.outcome, phase.runs, workers)
+    alerts = source.to_log_numbering(make_alerts(phase.alerts))
+    return ShardResult(phase.outcome, alerts, phase.flows, keys)
 
 
 def _shard_card_keys(
