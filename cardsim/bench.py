@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,27 +125,55 @@ def warm_up(log: RecordLog, registry: KeyRegistry) -> float:
 
 @dataclass
 class BenchResult:
-    """One bench measurement."""
+    """One bench measurement: `rounds` rounds, each timing the settlement and then the floor.
+
+    With more than one worker, each round first settles on one worker and hashes and verifies
+    on one thread, right before the same on `workers`: the speed-up of a round compares two
+    runs a few seconds apart, so that a busy spell of a shared machine slows both sides of a
+    pair rather than one. Times and ratios are medians over the rounds.
+    """
 
     records: int
     batches: int
     workers: int
-    settle_s: float
-    floor_s: float
+    settle_rounds_s: list[float]
+    floor_rounds_s: list[float]
     tac_s: float
     peak_rss_bytes: int
     raw_record_bytes: int
     settlement: Settlement
     warm_up_s: float = 0.0
     """Untimed settlement of one batch before the measurement (see `warm_up`)."""
+    one_worker_rounds_s: list[float] = field(default_factory=list)
+    """Per round, settlement on one worker (only when `workers` > 1)."""
+    floor_one_thread_rounds_s: list[float] = field(default_factory=list)
+    """Per round, the floor on one thread (only when `workers` > 1)."""
+
+    @property
+    def settle_s(self) -> float:
+        """Median settlement seconds on `workers`."""
+        return statistics.median(self.settle_rounds_s)
+
+    @property
+    def floor_s(self) -> float:
+        """Median floor seconds on `workers` threads."""
+        return statistics.median(self.floor_rounds_s)
+
+    def speedups(self) -> tuple[list[float], list[float]]:
+        """Per round: settlement on one worker / on `workers`; the same for the floor."""
+        return (
+            _ratios(self.one_worker_rounds_s, self.settle_rounds_s),
+            _ratios(self.floor_one_thread_rounds_s, self.floor_rounds_s),
+        )
 
     def as_json(self) -> dict[str, Any]:
         """The figures `cardsim bench --json` prints."""
         counts = self.settlement.counts()
-        return {
+        figures = {
             "records": self.records,
             "batches": self.batches,
             "workers": self.workers,
+            "rounds": len(self.settle_rounds_s),
             "seconds": round(self.settle_s, 4),
             "records_per_s": round(self.records / self.settle_s),
             "floor_seconds": round(self.floor_s, 4),
@@ -163,7 +192,22 @@ class BenchResult:
             "alerts": len(self.settlement.alerts),
             "net_positions_sum_fen": int(self.settlement.positions["net_fen"].sum()),
             "warm_up_seconds": round(self.warm_up_s, 4),
+            "seconds_rounds": [round(s, 4) for s in self.settle_rounds_s],
         }
+        if self.one_worker_rounds_s:
+            settle_up, floor_up = self.speedups()
+            figures |= {
+                "one_worker_seconds": round(statistics.median(self.one_worker_rounds_s), 4),
+                "speedup_vs_one_worker": round(statistics.median(settle_up), 3),
+                "speedup_rounds": [round(r, 3) for r in settle_up],
+                "floor_speedup_vs_one_thread": round(statistics.median(floor_up), 3),
+                "floor_speedup_rounds": [round(r, 3) for r in floor_up],
+            }
+        return figures
+
+
+def _ratios(one: list[float], many: list[float]) -> list[float]:
+    return [a / b for a, b in zip(one, many, strict=True)]
 
 
 def measure(
@@ -172,16 +216,29 @@ def measure(
     registry: KeyRegistry,
     workers: int,
     progress: Progress | None = None,
+    rounds: int = 1,
 ) -> BenchResult:
     """Settle the log folder end to end (read, verify, dedupe, counters, book, net), then the
-    crypto floor of the same log on the same number of threads. The compiled kernels are
-    loaded first, untimed (`warm_up`)."""
+    crypto floor of the same log on the same number of threads, `rounds` times; with more
+    than one worker each round starts with both on one thread (see `BenchResult`). The
+    compiled kernels are loaded first, untimed (`warm_up`)."""
+    if rounds < 1:
+        raise ValueError("rounds must be at least 1")
     warm_up_s = warm_up(log, registry)
-    with PeakRss() as rss:
-        begin = time.perf_counter()
-        settlement = settle(LogReader(log_dir), registry, workers=workers, progress=progress)
-        settle_s = time.perf_counter() - begin
-    floor_s = crypto_floor_s(log, registry, workers)
+    settle_s: list[float] = []
+    floor_s: list[float] = []
+    one_s: list[float] = []
+    floor_one_s: list[float] = []
+    peak = 0
+    for _ in range(rounds):
+        if workers > 1:
+            one_s.append(_settle_s(log_dir, registry, 1, progress)[0])
+        seconds, rss, settlement = _settle_s(log_dir, registry, workers, progress)
+        settle_s.append(seconds)
+        peak = max(peak, rss)
+        if workers > 1:
+            floor_one_s.append(crypto_floor_s(log, registry, 1))
+        floor_s.append(crypto_floor_s(log, registry, workers))
     return BenchResult(
         len(log.records),
         len(log.batches),
@@ -189,8 +246,23 @@ def measure(
         settle_s,
         floor_s,
         tac_floor_s(log, registry),
-        rss.peak_bytes,
+        peak,
         log.records.nbytes,
         settlement,
         warm_up_s,
+        one_s,
+        floor_one_s,
     )
+
+
+def _settle_s(
+    log_dir: Path, registry: KeyRegistry, workers: int, progress: Progress | None
+) -> tuple[float, int, Settlement]:
+    """Seconds and peak memory growth of one settlement of the log folder, and its result.
+
+    Memory is sampled on every run alike, so that one worker and many pay the same."""
+    with PeakRss() as rss:
+        begin = time.perf_counter()
+        settlement = settle(LogReader(log_dir), registry, workers=workers, progress=progress)
+        seconds = time.perf_counter() - begin
+    return seconds, rss.peak_bytes, settlement

@@ -9,11 +9,12 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import pandas as pd
 import typer
 from tqdm import tqdm
+from typer.core import TyperGroup, TyperOption
 
 from cardsim.capacity.report import SHOWN_KPIS, format_summary
 from cardsim.errors import InputError
@@ -31,7 +32,31 @@ from cardsim.settlement.kernel import settle as settle_log
 from cardsim.settlement.params import SettlementParams, load_params
 from cardsim.settlement.result import Settlement
 
+
+class _Commands(TyperGroup):
+    """The commands. Help shows a boolean flag as plain `--flag`, here and in each command:
+    typer would print a `<bool>` value type beside it, which a flag does not take."""
+
+    def get_help_option(self, ctx: Any) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        _plain_flag(option)
+        return option
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            for param in (*command.params, command.get_help_option(ctx)):
+                _plain_flag(param)
+        return command
+
+
+def _plain_flag(param: object) -> None:
+    if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+        param.metavar = ""  # an empty metavar: no value type in the help
+
+
 app = typer.Typer(
+    cls=_Commands,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -73,18 +98,35 @@ def _bar(total: int, label: str) -> tqdm:
 @user_errors
 def bench(
     records: Annotated[
-        int, typer.Option(min=1, max=200_000_000, help="Records in the synthetic peak-day log.")
+        int,
+        typer.Option(
+            min=1, max=200_000_000, metavar="N", help="Records in the synthetic peak-day log."
+        ),
     ] = 1_000_000,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=65_536, help="Typical records per upload batch.")
+        int, typer.Option(min=1, max=65_536, metavar="N", help="Typical records per upload batch.")
     ] = 1_000,
     terminals: Annotated[
-        int, typer.Option(min=1, max=1_000_000, help="Terminals uploading.")
+        int, typer.Option(min=1, max=1_000_000, metavar="N", help="Terminals uploading.")
     ] = 20_000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Settlement threads.")] = 1,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the synthetic log.")] = 0,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, metavar="N", help="Settlement threads.")
+    ] = 1,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100,
+            metavar="N",
+            help="Times to settle and to measure the floor; figures are medians. With "
+            "--workers above 1 each round also runs both on one thread, right before, and "
+            "prints the speed-up.",
+        ),
+    ] = 3,
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="Seed of the synthetic log.")] = 0,
     out: Annotated[
-        Path | None, typer.Option(help="Keep the log here: DIR/records/ and DIR/keys.json.")
+        Path | None,
+        typer.Option(metavar="DIR", help="Keep the log here: DIR/records/ and DIR/keys.json."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -103,25 +145,31 @@ def bench(
         with atomic_folder(folder) as tmp:
             write_log(tmp / "records", day.log)
             day.registry.save(tmp / "keys.json")
-        with _bar(len(day.log.records), "settling") as bar:
-            result = measure(folder / "records", day.log, day.registry, workers, bar.update)
+        runs = rounds * (2 if workers > 1 else 1)
+        with _bar(runs * len(day.log.records), "settling") as bar:
+            result = measure(folder / "records", day.log, day.registry, workers, bar.update, rounds)
     figures = result.as_json() | {"seed": seed, "batch_size": batch_size, "terminals": terminals}
     if as_json:
         typer.echo(json.dumps(figures))
         return
     for label, key, fmt in _BENCH_ROWS:
-        typer.echo(f"{label:<34}{format(figures[key], fmt):>16}")
+        if key in figures:
+            typer.echo(f"{label:<34}{format(figures[key], fmt):>16}")
 
 
 _BENCH_ROWS = [
     ("records", "records", ","),
     ("batches", "batches", ","),
     ("workers", "workers", "d"),
+    ("rounds (figures are medians)", "rounds", "d"),
     ("settle seconds", "seconds", ".3f"),
     ("records/s", "records_per_s", ","),
     ("crypto floor records/s", "floor_records_per_s", ","),
     ("ratio to floor", "ratio_to_floor", ".3f"),
     ("floor incl. TAC check records/s", "floor_plus_tac_records_per_s", ","),
+    ("one worker settle seconds", "one_worker_seconds", ".3f"),
+    ("speed-up vs one worker", "speedup_vs_one_worker", ".2f"),
+    ("floor speed-up vs one thread", "floor_speedup_vs_one_thread", ".2f"),
     ("peak memory / raw record bytes", "peak_memory_to_raw", ".3f"),
     ("booked", "booked", ","),
     ("rejected", "rejected", ","),
@@ -161,15 +209,18 @@ _CORRECTIONS_HELP = (
 
 
 def _close_day(ledger: Path, inputs: DayInputs, rows: int) -> None:
+    from cardsim.report.formats import plural
+
     with _bar(rows, "settling") as bar:
         doc = close_day(ledger, inputs, bar.update, lambda line: typer.echo(line, err=True))
     counts, day = doc["records"], doc["ledger"]
     typer.echo(
-        f"day {day['day']} closed at cut-off {doc['cutoff_ms']}: {counts['records']:,} records, "
+        f"day {day['day']} closed at cut-off {doc['cutoff_ms']}: "
+        f"{plural(counts['records'], 'record')}, "
         f"{counts['booked']:,} booked ({day['late_records_booked']:,} late), "
         f"{counts['rejected']:,} rejected ({day['rejected_as_booked_on_closed_day']:,} booked "
         f"on a closed day), {counts['pending']:,} carried to day {day['day'] + 1}; "
-        f"{day['reversals']:,} reversals ({day['reversal_fen']} fen)"
+        f"{plural(day['reversals'], 'reversal')} ({day['reversal_fen']} fen)"
     )
     report = ledger / "days" / f"{day['day']:04d}"
     typer.echo(f"wrote {report}/ (sha256 {report_sha256(report)})")
@@ -181,34 +232,47 @@ def settle(
     log: Annotated[
         Path,
         typer.Argument(
+            metavar="LOG",
             help="Record log folder (records.parquet and "
-            "batches.parquet; see docs/record-format.md)."
+            "batches.parquet; see docs/record-format.md).",
         ),
     ],
-    keys: Annotated[Path, typer.Option(help="Key registry (keys.json).")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (not with --ledger).")] = None,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Settlement threads.")] = 1,
+    keys: Annotated[Path, typer.Option(metavar="FILE", help="Key registry (keys.json).")],
+    out: Annotated[
+        Path | None, typer.Option(metavar="DIR", help="Output folder (not with --ledger).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, metavar="N", help="Settlement threads.")
+    ] = 1,
     cutoff_ms: Annotated[
         int | None,
         typer.Option(
+            metavar="MS",
             help="Day cut-off, clearing-centre clock in ms since the Unix epoch: batches uploaded "
-            "later are pending. Default: the log's settlement-params.json, else none."
+            "later are pending. Default: the log's settlement-params.json, else none.",
         ),
     ] = None,
     fee_bp: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="DOMAIN=BP",
             help="Fee rate DOMAIN=BP (repeatable), e.g. pos=60. Default: the log's "
-            "settlement-params.json, else bus=50, pos=60, others 0."
+            "settlement-params.json, else bus=50, pos=60, others 0.",
         ),
     ] = None,
-    scheduler: Annotated[str | None, typer.Option(help=_SETTLE_SCHEDULER_HELP)] = None,
-    ledger: Annotated[Path | None, typer.Option(help=_LEDGER_HELP)] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(metavar="tcp://HOST:PORT", help=_SETTLE_SCHEDULER_HELP)
+    ] = None,
+    ledger: Annotated[Path | None, typer.Option(metavar="DIR", help=_LEDGER_HELP)] = None,
     day: Annotated[
         int | None,
-        typer.Option(min=1, help="With --ledger: the day being closed. Default: the open day."),
+        typer.Option(
+            min=1, metavar="N", help="With --ledger: the day being closed. Default: the open day."
+        ),
     ] = None,
-    corrections: Annotated[Path | None, typer.Option(help=_CORRECTIONS_HELP)] = None,
+    corrections: Annotated[
+        Path | None, typer.Option(metavar="FILE", help=_CORRECTIONS_HELP)
+    ] = None,
 ) -> None:
     """Settle any log in the documented format: writes settlement.csv, rejects.parquet,
     alerts.parquet, booked.parquet and summary.json (written last). Exit 0 when it settled:
@@ -245,13 +309,15 @@ def settle(
     def write(tmp: Path, result: Settlement) -> dict[str, Any]:
         return write_settlement(tmp, result, reader, {"log": str(log), "cutoff_ms": cutoff_ms})
 
+    from cardsim.report.formats import plural
+
     inputs = settle_inputs(log, keys, cutoff_ms, fees)
     doc = settle_durably(out, inputs, run, write, lambda line: typer.echo(line, err=True))
     counts = doc["records"]
     typer.echo(
-        f"settled {counts['records']:,} records: {counts['booked']:,} booked, "
+        f"settled {plural(counts['records'], 'record')}: {counts['booked']:,} booked, "
         f"{counts['rejected']:,} rejected, {counts['pending']:,} pending; "
-        f"{sum(doc['alerts'].values()):,} alerts; net positions sum "
+        f"{plural(sum(doc['alerts'].values()), 'alert')}; net positions sum "
         f"{doc['net_positions_sum_fen']} fen"
     )
     typer.echo(
@@ -262,21 +328,27 @@ def settle(
 @app.command()
 @user_errors
 def run(
-    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file (see scenarios/).")],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
-    seed: Annotated[int, typer.Option(min=0, help="The run's one seed.")] = 1,
+    scenario: Annotated[
+        Path, typer.Argument(metavar="SCENARIO", help="Scenario TOML file (see scenarios/).")
+    ],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Output folder.")],
+    seed: Annotated[int, typer.Option(min=0, metavar="N", help="The run's one seed.")] = 1,
     set_: Annotated[
         list[str] | None,
         typer.Option(
             "--set",
+            metavar="KEY.PATH=VALUE",
             help="Override a scenario field, KEY.PATH=VALUE (repeatable), e.g. clearing.workers=4.",
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Settlement threads.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, metavar="N", help="Settlement threads.")
+    ] = 1,
 ) -> None:
     """Simulate one city day and write DIR/records/ (the signed log), keys.json,
     settlement.csv, rejects and alerts, by_domain.csv, by_hour.csv, series/ and plots/,
     report.html and summary.json (last)."""
+    from cardsim.report.formats import plural
     from cardsim.runner import STAGES
     from cardsim.runner import run as run_day
 
@@ -293,9 +365,9 @@ def run(
         doc = run_day(sc, seed, out, stage, workers)
     k, c = doc["kpis"], doc["conservation"]
     typer.echo(
-        f"{sc.name}, seed {seed}: {k['transactions_total']:,} transactions, "
+        f"{sc.name}, seed {seed}: {plural(k['transactions_total'], 'transaction')}, "
         f"{k['records_booked']:,} booked, {k['records_pending']:,} pending, "
-        f"{k['records_rejected']:,} rejected, {k['declines_total']:,} declines"
+        f"{k['records_rejected']:,} rejected, {plural(k['declines_total'], 'decline')}"
     )
     typer.echo(
         f"clearing: utilisation {k['clearing_utilization']:.3f}, mean wait "
@@ -312,9 +384,11 @@ def run(
 
 
 def _echo_accounting(doc: dict[str, Any]) -> None:
+    from cardsim.report.formats import plural
+
     a = doc["accounting"]
     typer.echo(
-        f"accounting: {a['records_written']:,} records written = {a['booked']:,} booked + "
+        f"accounting: {plural(a['records_written'], 'record')} written = {a['booked']:,} booked + "
         f"{a['rejected']:,} rejected + {a['pending']:,} pending + {a['lost_at_terminal']:,} "
         f"lost at terminals: {a['every_record_in_one_place']}; "
         f"double counted {a['double_counted']}"
@@ -323,7 +397,7 @@ def _echo_accounting(doc: dict[str, Any]) -> None:
         f = doc["injection"]["fraud"]
         typer.echo(
             f"frauds: {f['caught']} of {f['expected_alerts']} caught ({f['planted']} planted), "
-            f"{f['missed']} missed, {f['false_alerts']} false alerts (injected.csv)"
+            f"{f['missed']} missed, {plural(f['false_alerts'], 'false alert')} (injected.csv)"
         )
 
 
@@ -337,7 +411,8 @@ def _report(folder: Path) -> Path:
 @user_errors
 def report(
     folder: Annotated[
-        Path, typer.Argument(help="Output folder of cardsim run, sweep or capacity.")
+        Path,
+        typer.Argument(metavar="DIR", help="Output folder of cardsim run, sweep or capacity."),
     ],
 ) -> None:
     """Rebuild DIR/report.html (and a run's DIR/plots/) from the files in DIR alone: one
@@ -350,32 +425,43 @@ def report(
 @app.command()
 @user_errors
 def validate(
-    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    scenario: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario TOML file.")],
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a field before checking, KEY.PATH=VALUE."),
+        typer.Option(
+            "--set",
+            metavar="KEY.PATH=VALUE",
+            help="Override a field before checking, KEY.PATH=VALUE (repeatable).",
+        ),
     ] = None,
 ) -> None:
     """Check a scenario file: every key known, every value within its bounds."""
+    from cardsim.report.formats import plural
+
     sc = load_scenario(scenario, set_ or [])
     typer.echo(
-        f"{scenario}: ok ({sc.name}: {sc.population.cards:,} cards, "
-        f"{sc.bus.vehicles:,} buses, {sc.clearing.workers} clearing workers)"
+        f"{scenario}: ok ({sc.name}: {plural(sc.population.cards, 'card')}, "
+        f"{plural(sc.bus.vehicles, 'bus', 'buses')}, "
+        f"{plural(sc.clearing.workers, 'clearing worker')})"
     )
 
 
 @app.command()
 @user_errors
 def partition(
-    log: Annotated[Path, typer.Argument(help="Record log folder to lay out again.")],
+    log: Annotated[Path, typer.Argument(metavar="LOG", help="Record log folder to lay out again.")],
     shards: Annotated[
-        int, typer.Option(min=1, max=1024, help="Partitions: the Dask workers to settle on.")
+        int,
+        typer.Option(
+            min=1, max=1024, metavar="N", help="Partitions: the Dask workers to settle on."
+        ),
     ],
-    out: Annotated[Path, typer.Option(help="Output log folder.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Output log folder.")],
 ) -> None:
     """Rewrite a log in partitions of whole terminals, each terminal's batches in upload order,
     so that `cardsim settle --scheduler` gives each worker only its own row groups. Settles
     to the same booked records and positions; rows are renumbered."""
+    from cardsim.report.formats import plural
     from cardsim.settlement.shards import partition_log
 
     reader = LogReader(log)
@@ -384,7 +470,8 @@ def partition(
     write_log(out, laid_out, firsts)
     if params is not None:
         params.save(out)
-    typer.echo(f"wrote {out}/ ({reader.rows:,} records in {len(firsts)} partitions)")
+    counts = f"{plural(reader.rows, 'record')} in {plural(len(firsts), 'partition')}"
+    typer.echo(f"wrote {out}/ ({counts})")
 
 
 _REPLICATIONS_HELP = (
@@ -461,31 +548,49 @@ _WARMUP_HELP = (
 @app.command()
 @user_errors
 def sweep(
-    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    scenario: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario TOML file.")],
     vary: Annotated[
         list[str],
         typer.Option(
-            help="A varied field, KEY.PATH=V1,V2,... (repeatable; the grid is the product)."
+            metavar="KEY.PATH=V1,V2,...",
+            help="A varied field, KEY.PATH=V1,V2,... (repeatable; the grid is the product).",
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (not needed with --only).")
+        Path | None, typer.Option(metavar="DIR", help="Output folder (not needed with --only).")
     ] = None,
-    replications: Annotated[int, typer.Option(min=1, max=10_000, help=_REPLICATIONS_HELP)] = 5,
-    workers: Annotated[int | None, typer.Option(min=1, max=64, help=_WORKERS_HELP)] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication streams.")] = 0,
-    set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
-    warmup_s: Annotated[float, typer.Option(min=0.0, max=86_400.0, help=_WARMUP_HELP)] = 0.0,
+    replications: Annotated[
+        int, typer.Option(min=1, max=10_000, metavar="R", help=_REPLICATIONS_HELP)
+    ] = 5,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, metavar="N", help=_WORKERS_HELP)
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Root seed of the replication streams.")
+    ] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY.PATH=VALUE", help=_SET_HELP)
+    ] = None,
+    warmup_s: Annotated[
+        float, typer.Option(min=0.0, max=86_400.0, metavar="SECONDS", help=_WARMUP_HELP)
+    ] = 0.0,
     only: Annotated[
         int | None,
-        typer.Option(min=0, help="Redo one run id alone and print its row as JSON (no files)."),
+        typer.Option(
+            min=0,
+            metavar="RUN_ID",
+            help="Redo one run id alone and print its row as JSON (no files).",
+        ),
     ] = None,
-    scheduler: Annotated[str | None, typer.Option(help=_SCHEDULER_HELP)] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(metavar="tcp://HOST:PORT", help=_SCHEDULER_HELP)
+    ] = None,
     show: Annotated[
         list[str] | None,
         typer.Option(
+            metavar="KPI",
             help="A KPI to print per point as mean +/- 95 % half-width (repeatable). Default: "
-            "tap_to_cleared_p95_s, clearing_wait_mean_s, clearing_utilization."
+            "tap_to_cleared_p95_s, clearing_wait_mean_s, clearing_utilization.",
         ),
     ] = None,
 ) -> None:
@@ -495,6 +600,7 @@ def sweep(
     95 % CI half-width of every numeric KPI; written last). Same command, same bytes, whatever
     --workers or --scheduler."""
     from cardsim.capacity.sweep import run_by_id
+    from cardsim.report.formats import plural
 
     processes = _local_workers(workers, scheduler)
     spec = _sweep_spec(scenario, vary, set_, replications, seed, warmup_s)
@@ -508,14 +614,15 @@ def sweep(
     if out is None:
         raise InputError(scenario, "--out is required (unless --only)")
     shown = _shown_kpis(show)
-    where = f"the Dask cluster at {scheduler}" if scheduler else f"{processes} worker(s)"
-    typer.echo(f"seed {seed}: {spec.runs:,} runs on {where}", err=True)
+    where = f"the Dask cluster at {scheduler}" if scheduler else plural(processes, "worker")
+    typer.echo(f"seed {seed}: {plural(spec.runs, 'run')} on {where}", err=True)
     with atomic_folder(out) as tmp:
         doc = _run_sweep_with_bar(spec, tmp, processes, scheduler)
         _report(tmp)
         points = pd.read_csv(tmp / "summary.csv")
     typer.echo(
-        f"{len(doc['points'])} points x {replications} replications = {spec.runs} runs; "
+        f"{plural(len(doc['points']), 'point')} x {plural(replications, 'replication')} = "
+        f"{plural(spec.runs, 'run')}; "
         f"replication seeds {doc['replication_seeds']}"
     )
     for line in format_summary(points, [v.split("=", 1)[0].strip() for v in vary], shown):
@@ -536,23 +643,46 @@ def _shown_kpis(show: list[str] | None) -> list[str]:
 @app.command()
 @user_errors
 def capacity(
-    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
-    knob: Annotated[str, typer.Option(help="A numeric scenario field, e.g. clearing.workers.")],
-    values: Annotated[str, typer.Option(help="Knob values to try, V1,V2,..., e.g. 1,2,4,8.")],
-    sla: Annotated[
-        str, typer.Option(help="Service level KPI<=LIMIT or KPI>=LIMIT, in the KPI's unit.")
+    scenario: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario TOML file.")],
+    knob: Annotated[
+        str,
+        typer.Option(metavar="KEY.PATH", help="A numeric scenario field, e.g. clearing.workers."),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
+    values: Annotated[
+        str, typer.Option(metavar="V1,V2,...", help="Knob values to try, V1,V2,..., e.g. 1,2,4,8.")
+    ],
+    sla: Annotated[
+        str,
+        typer.Option(
+            metavar='"KPI<=LIMIT"',
+            help="Service level KPI<=LIMIT or KPI>=LIMIT, in the KPI's unit.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Output folder.")],
     confidence: Annotated[
         float,
-        typer.Option(min=0.5, max=0.999, help="One-sided confidence that the SLA holds."),
+        typer.Option(
+            min=0.5, max=0.999, metavar="LEVEL", help="One-sided confidence that the SLA holds."
+        ),
     ] = 0.95,
-    replications: Annotated[int, typer.Option(min=2, max=10_000, help=_REPLICATIONS_HELP)] = 5,
-    workers: Annotated[int | None, typer.Option(min=1, max=64, help=_WORKERS_HELP)] = None,
-    seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication streams.")] = 0,
-    set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
-    warmup_s: Annotated[float, typer.Option(min=0.0, max=86_400.0, help=_WARMUP_HELP)] = 0.0,
-    scheduler: Annotated[str | None, typer.Option(help=_SCHEDULER_HELP)] = None,
+    replications: Annotated[
+        int, typer.Option(min=2, max=10_000, metavar="R", help=_REPLICATIONS_HELP)
+    ] = 5,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, metavar="N", help=_WORKERS_HELP)
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Root seed of the replication streams.")
+    ] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY.PATH=VALUE", help=_SET_HELP)
+    ] = None,
+    warmup_s: Annotated[
+        float, typer.Option(min=0.0, max=86_400.0, metavar="SECONDS", help=_WARMUP_HELP)
+    ] = 0.0,
+    scheduler: Annotated[
+        str | None, typer.Option(metavar="tcp://HOST:PORT", help=_SCHEDULER_HELP)
+    ] = None,
 ) -> None:
     """Find the smallest knob value whose SLA holds at --confidence: judged on the one-sided
     confidence bound of the KPI mean over the replications (upper for <=, lower for >=), not
@@ -592,17 +722,26 @@ def capacity(
 @app.command()
 @user_errors
 def exposure(
-    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
+    scenario: Annotated[Path, typer.Argument(metavar="SCENARIO", help="Scenario TOML file.")],
+    out: Annotated[Path, typer.Option(metavar="DIR", help="Output folder.")],
     intervals: Annotated[
         str,
-        typer.Option(help="Hotlist refresh intervals, a number with s, m, h or d each."),
+        typer.Option(
+            metavar="I1,I2,...", help="Hotlist refresh intervals, a number with s, m, h or d each."
+        ),
     ] = "1h,2h,4h,8h,24h",
     replications: Annotated[
-        int, typer.Option(min=1, max=10_000, help="Days per interval, each with its own seed.")
+        int,
+        typer.Option(
+            min=1, max=10_000, metavar="R", help="Days per interval, each with its own seed."
+        ),
     ] = 5,
-    seed: Annotated[int, typer.Option(min=0, help="Root seed of the replication seeds.")] = 0,
-    set_: Annotated[list[str] | None, typer.Option("--set", help=_SET_HELP)] = None,
+    seed: Annotated[
+        int, typer.Option(min=0, metavar="N", help="Root seed of the replication seeds.")
+    ] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY.PATH=VALUE", help=_SET_HELP)
+    ] = None,
 ) -> None:
     """Hotlist exposure: the value terminals accept from lost cards (spent by their finders)
     before the hotlist reaches them, for each hotlist refresh interval. Every interval sees the
@@ -610,6 +749,7 @@ def exposure(
     totals, mean, min and max per day, int64 fen), exposure_runs.csv (per day), exposure.png
     and summary.json (last)."""
     from cardsim.capacity.replicate import replication_seeds
+    from cardsim.report.formats import plural
     from cardsim.sim.exposure import exposure_runs, parse_intervals, plot_exposure, summarize
 
     try:
@@ -639,7 +779,8 @@ def exposure(
         typer.echo(
             f"{row.interval:>6}: {row.exposure_fen_mean:>10,} fen a day on average "
             f"(min {row.exposure_fen_min:,}, max {row.exposure_fen_max:,}; "
-            f"{row.finder_taps_accepted:,} of {row.finder_taps:,} finder taps accepted)"
+            f"{row.finder_taps_accepted:,} of {plural(cast(int, row.finder_taps), 'finder tap')} "
+            "accepted)"
         )
     typer.echo(f"wrote {out}/exposure.csv, exposure_runs.csv, exposure.png, summary.json")
 

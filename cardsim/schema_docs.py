@@ -212,7 +212,8 @@ JSON types for JSON, where `a.b` is key `b` inside object `a`, `a[].b` key `b` o
 in array `a`, and a `map` has keys that depend on the data. In names, `{{kpi}}` stands for each
 KPI below and `{{param}}` for each varied scenario field (its dotted path, e.g.
 `clearing.workers`). Type `kpi` is the KPI's own (int64 or double in Parquet, int64 or float64
-in CSV, as listed in JSON); type `any` is the type of the varied field's values.
+in CSV, as listed in JSON); type `any` is the type of the varied field's values; `a|b` is
+either type.
 """
 
 COMMAND_LINES = {

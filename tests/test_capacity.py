@@ -85,12 +85,18 @@ def test_capacity_end_to_end(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "smallest clearing.workers meeting clearing_wait_mean_s<=30" in done.stdout
+    assert "95% confidence: 4 (mean" in done.stdout
     doc = json.loads((out / "capacity.json").read_text())
     means = [p["mean"] for p in doc["curve"]]
     assert means == sorted(means, reverse=True), "more workers must wait less"
-    assert doc["answer"] == 4.0
     assert [p["ok"] for p in doc["curve"]] == [False, False, True]
-    assert (out / "capacity.csv").exists() and (out / "runs.parquet").exists()
+    # clearing.workers is an int field: its values stay ints (4, not 4.0) in every output.
+    assert doc["answer"] == 4 and isinstance(doc["answer"], int)
+    assert [p["knob"] for p in doc["curve"]] == [1, 2, 4]
+    assert all(isinstance(p["knob"], int) for p in doc["curve"])
+    csv = (out / "capacity.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in csv] == ["clearing.workers", "1", "2", "4"]
+    assert (out / "runs.parquet").exists()
     assert (out / "capacity.png").read_bytes()[:8] == PNG_MAGIC
 
 

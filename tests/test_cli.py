@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import typer
+from typer.testing import CliRunner
 
+from cardsim.cli import app
 from cardsim.records.keys import load_registry
 from cardsim.records.log import RECORDS_FILE, LogReader
 from cardsim.settlement.kernel import settle
@@ -59,6 +62,27 @@ def test_bench_table_is_readable() -> None:
     assert done.returncode == 0, done.stderr
     assert "ratio to floor" in done.stdout
     assert "records/s" in done.stdout
+
+
+def test_bench_on_two_workers_pairs_each_round_with_one_worker() -> None:
+    done = cardsim(
+        "bench", "--records", "3000", "--terminals", "20", "--workers", "2", "--rounds", "2"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "speed-up vs one worker" in done.stdout
+    done = cardsim(
+        "bench",
+        *("--records", "3000", "--terminals", "20", "--workers", "2", "--rounds", "3", "--json"),
+    )
+    figures = json.loads(done.stdout)
+    assert figures["rounds"] == 3
+    assert len(figures["seconds_rounds"]) == len(figures["speedup_rounds"]) == 3
+    assert figures["speedup_vs_one_worker"] == pytest.approx(
+        sorted(figures["speedup_rounds"])[1], abs=1e-3
+    )
+    assert len(figures["floor_speedup_rounds"]) == 3 and figures["floor_speedup_vs_one_thread"] > 0
+    one = cardsim("bench", "--records", "3000", "--terminals", "20", "--json")
+    assert "speedup_vs_one_worker" not in json.loads(one.stdout)
 
 
 def test_settle_writes_every_file_and_matches_the_library(bench_out, tmp_path: Path) -> None:
@@ -169,3 +193,24 @@ def test_bad_option(tmp_path: Path, bench_out) -> None:
         "tram=5",
     )
     _assert_clean_failure(done, "DOMAIN one of bus, bike, hospital, pos, topup", tmp_path / "o")
+
+
+def _help(*command: str) -> str:
+    done = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert done.exit_code == 0, done.output
+    return done.output
+
+
+def test_help_shows_no_python_types() -> None:
+    commands = list(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert {"run", "settle", "sweep", "capacity", "bench"} <= set(commands)
+    for command in [(), *((name,) for name in commands)]:
+        text = _help(*command)
+        for python_type in ("<bool>", "<list", "[str]"):
+            assert python_type not in text, f"cardsim {' '.join(command)} --help: {python_type}"
+    # Values are named for what they hold; a flag stands alone.
+    sweep = " ".join(_help("sweep").split())
+    assert "--vary KEY.PATH=V1,V2,..." in sweep and "--set KEY.PATH=VALUE" in sweep
+    capacity = " ".join(_help("capacity").split())
+    assert '--sla "KPI<=LIMIT"' in capacity and "--values V1,V2,..." in capacity
+    assert "--help Show this message and exit." in capacity

@@ -17,7 +17,7 @@ import pytest
 from cardsim.errors import InputError
 from cardsim.report import write_report
 from cardsim.report.folder import SERIES_TABLES
-from cardsim.report.formats import duration, number, yuan
+from cardsim.report.formats import duration, number, plural, yuan
 from cardsim.report.plots import PLOTS
 from cardsim.report.series import balance_histogram, clearing_bins, latency_quantiles
 from cardsim.report.settlement import by_group
@@ -137,6 +137,14 @@ def test_yuan_is_exact_from_integer_fen() -> None:
     assert number(3.0) == "3" and number(None) == "n/a" and number(float("nan")) == "n/a"
     assert number(29_490.84) == "29,490.8" and "e" not in number(1.5e7)
     assert duration(27_745.0) == "7.71 h" and duration(42.0) == "42 s"
+
+
+def test_plural_agrees_with_the_count() -> None:
+    assert plural(1, "alert") == "1 alert"
+    assert plural(0, "alert") == "0 alerts"
+    assert plural(1_200, "record") == "1,200 records"
+    assert plural(np.int64(1), "finder tap") == "1 finder tap"  # numpy counts from tables
+    assert plural(1, "bus", "buses") == "1 bus" and plural(3, "bus", "buses") == "3 buses"
 
 
 def test_settlement_groups_keep_every_fen() -> None:

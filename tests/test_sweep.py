@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from cardsim.capacity.grid import parse_vary
 from cardsim.capacity.replicate import KPI_NAMES, replication_seeds, run_one
 from cardsim.capacity.report import short_number
 from cardsim.capacity.tables import RUNS_CSV, RunTableWriter, summarize
@@ -79,6 +80,18 @@ def test_grid_size_and_columns(serial: Path) -> None:
     doc = json.loads((serial / "summary.json").read_text())
     assert doc["replication_seeds"] == replication_seeds(0, REPLICATIONS)
     assert len(doc["points"]) == 4
+
+
+def test_varied_numbers_are_typed_as_their_scenario_field() -> None:
+    def cells(spec: str) -> list[tuple[type, float | str]]:
+        return [(type(v), v) for v in parse_vary(spec, SCENARIO).values]
+
+    assert cells("clearing.workers=1,2.0") == [(int, 1), (int, 2)]  # an int field
+    assert cells("demand.peak_multiplier=1,2") == [(float, 1.0), (float, 2.0)]  # a float field
+    # A key of no known type: as TOML reads it, one column type per axis (floats if mixed).
+    assert cells("no.such_field=1,2") == [(int, 1), (int, 2)]
+    assert cells("no.such_field=1,2.5") == [(float, 1.0), (float, 2.5)]
+    assert cells("clearing.mode=city,mmc") == [(str, "city"), (str, "mmc")]
 
 
 def test_replication_seeds_are_independent_streams() -> None:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from cardsim.errors import InputError
-from cardsim.scenario import load_scenario
+from cardsim.scenario import Scenario, load_scenario
 
 MAX_POINTS = 10_000
 """A limit on the grid: beyond it a typo in a value list is likelier than a real plan."""
@@ -28,7 +30,7 @@ class Axis:
     raw: tuple[str, ...]
     """The values as typed, passed on as `--set key=raw` overrides."""
     values: tuple[Any, ...]
-    """The values as table cells (TOML-parsed; ints widened to float when the axis mixes)."""
+    """The values as table cells (TOML-parsed; numbers typed as the scenario field is)."""
 
 
 def parse_value(raw: str) -> Any:
@@ -50,12 +52,38 @@ def parse_vary(spec: str, scenario: Path) -> Axis:
         )
     if len(set(raws)) != len(raws):
         raise InputError(scenario, f"--vary {spec!r}: a value is listed twice")
-    values = tuple(parse_value(raw) for raw in raws)
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    if numeric and any(isinstance(v, float) for v in values):
-        # One column type per axis, so the Parquet schema does not depend on which run ends first.
-        values = tuple(float(v) for v in values)
-    return Axis(key, raws, values)
+    return Axis(key, raws, typed_cells(key, tuple(parse_value(raw) for raw in raws)))
+
+
+def field_type(key: str) -> type | None:
+    """The Python type of the scenario field at dotted `key` (int, float, ...); None when
+    `key` names no plain field (a typo is reported when the grid is validated)."""
+    model: type[BaseModel] = Scenario
+    *tables, name = key.split(".")
+    for part in tables:
+        annotation = getattr(model.model_fields.get(part), "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    annotation = getattr(model.model_fields.get(name), "annotation", None)
+    return annotation if isinstance(annotation, type) else None
+
+
+def typed_cells(key: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Numbers as the scenario field types them: whole numbers for an int field (`2.0` is 2),
+    floats for a float field (`1` is 1.0); other values as parsed.
+
+    One column type per axis, so the Parquet schema does not depend on which run ends first:
+    a numeric axis of a field of unknown type that mixes ints and floats is all floats.
+    """
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return values
+    kind = field_type(key)
+    if kind is int and all(float(v).is_integer() for v in values):
+        return tuple(int(v) for v in values)
+    if kind is float or any(isinstance(v, float) for v in values):
+        return tuple(float(v) for v in values)
+    return values
 
 
 def grid_points(axes: tuple[Axis, ...]) -> list[tuple[int, ...]]:

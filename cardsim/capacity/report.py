@@ -24,9 +24,14 @@ def answer_text(knob: str, sla: Sla, confidence: float, answer: CapacityPoint | 
             f"(the {side} bound misses at every value): try larger values or more replications"
         )
     return (
-        f"smallest {knob} meeting {sla} at {confidence:.0%} confidence: {answer.knob:g} "
+        f"smallest {knob} meeting {sla} at {confidence:.0%} confidence: {knob_text(answer.knob)} "
         f"(mean {answer.mean:.3f}, bound {answer.bound:.3f})"
     )
+
+
+def knob_text(value: int | float) -> str:
+    """A knob value as its field types it: an int in full (no exponent), a float in short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def curve_table(curve: list[CapacityPoint], knob: str) -> pd.DataFrame:
@@ -67,7 +72,7 @@ def format_curve(curve: list[CapacityPoint], knob: str) -> list[str]:
     lines = [f"{knob:>20} {'mean':>14} {'half-width':>12} {'bound':>14}  ok"]
     for p in curve:
         lines.append(
-            f"{p.knob:>20g} {p.mean:>14.3f} {p.half_width:>12.3f} {p.bound:>14.3f}  "
+            f"{knob_text(p.knob):>20} {p.mean:>14.3f} {p.half_width:>12.3f} {p.bound:>14.3f}  "
             f"{'yes' if p.ok else 'no'}"
         )
     return lines

@@ -57,7 +57,8 @@ def parse_sla(text: str) -> Sla:
 class CapacityPoint:
     """The KPI at one knob value, over its replications."""
 
-    knob: float
+    knob: int | float
+    """As the scenario field types it: an int for a whole-number field."""
     mean: float
     half_width: float
     """One-sided margin at the confidence (NaN with fewer than two finite replications)."""
@@ -69,7 +70,7 @@ class CapacityPoint:
 
 
 def evaluate(
-    samples: Mapping[float, np.ndarray], sla: Sla, confidence: float = 0.95
+    samples: Mapping[int | float, np.ndarray], sla: Sla, confidence: float = 0.95
 ) -> list[CapacityPoint]:
     """The capacity curve: one point per knob value (ascending) from its replications' KPIs.
 
@@ -88,7 +89,9 @@ def evaluate(
             mean, half = (float(finite[0]) if len(finite) else math.nan), math.nan
         bound = mean + half if sla.op == "<=" else mean - half
         ok = bool(bound <= sla.limit if sla.op == "<=" else bound >= sla.limit)
-        curve.append(CapacityPoint(float(knob), mean, half, bound, ok, len(values)))
+        # numpy scalars (table group keys) to Python, keeping an int knob an int
+        value = knob.item() if isinstance(knob, np.generic) else knob
+        curve.append(CapacityPoint(value, mean, half, bound, ok, len(values)))
     return curve
 
 

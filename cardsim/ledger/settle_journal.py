@@ -159,7 +159,7 @@ def _read_existing(path: Path, inputs: str) -> tuple[sqlite3.Connection | None, 
 
 def _resume_note(db: sqlite3.Connection) -> str:
     done = db.execute("SELECT count(*) FROM chunk").fetchone()[0]
-    return f"resuming: {done} chunks already done"
+    return f"resuming: {done} chunk{'' if done == 1 else 's'} already done"
 
 
 def settle_inputs(log: Path, keys: Path, cutoff_ms: int | None, fees: FeeSchedule) -> str:

@@ -1,4 +1,5 @@
-"""How numbers read in the report: money from int64 fen, durations, KPI values with units."""
+"""How numbers read in the report and the printed lines: money from int64 fen, durations,
+KPI values with units, counts with their nouns."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ def yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     whole, cents = divmod(abs(fen), FEN_PER_YUAN)
     return f"{sign}{whole:,}.{cents:02d}"
+
+
+def plural(count: int, noun: str, nouns: str = "") -> str:
+    """A count with thousands separators and the noun that agrees with it: (1, 'record') ->
+    '1 record', (1200, 'record') -> '1,200 records'; `nouns` for an irregular plural ('buses')."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def duration(seconds: float | None) -> str:

@@ -28,7 +28,7 @@ from cardsim.report.figures import (
     time_of_day_axis,
 )
 from cardsim.report.folder import RunFolder
-from cardsim.report.formats import FEN_PER_YUAN, duration, yuan
+from cardsim.report.formats import FEN_PER_YUAN, duration, plural, yuan
 from cardsim.report.series import BIN_S
 from cardsim.report.settlement import by_group
 
@@ -100,7 +100,8 @@ def clearing_day(run: RunFolder) -> bytes:
             label="time-average waiting",
         )
         top.set_ylabel("batches waiting (queue length)")
-        top.set_title(f"Clearing front end: queue and utilisation ({clearing['workers']} workers)")
+        workers = plural(int(clearing["workers"]), "worker")
+        top.set_title(f"Clearing front end: queue and utilisation ({workers})")
         bottom.step(hours, table["utilization"] * 100.0, where="mid", color="#ff7f0e")
         bottom.set_ylabel("worker utilisation (%)")
         bottom.set_ylim(0, max(5.0, float(table["utilization"].max()) * 110.0))
@@ -275,7 +276,8 @@ def bike_stock(run: RunFolder) -> bytes:
                 linewidth=1.3,
                 label=f"station {column[8:]}: empty {empty_h:.1f} h, full {full_h:.1f} h",
             )
-        ax.axhline(docks, color="0.3", linestyle="--", linewidth=1, label=f"{docks} docks (full)")
+        full = f"{plural(docks, 'dock')} (full)"
+        ax.axhline(docks, color="0.3", linestyle="--", linewidth=1, label=full)
         ax.set_ylim(-0.5, docks + max(1.0, docks * 0.35))
         time_of_day_axis(ax)
         ax.set_xlabel("time of day")

@@ -506,7 +506,8 @@ run_id       int64  point * replications + replication: `--only RUN_ID` redoes t
 point        int64  Grid point, in the order of the --vary product.
 replication  int64  Replication within the point.
 seed         int64  The replication's seed (the same at every point).
-{param}      any    One column per varied field, named by its dotted path.
+{param}      any    One column per varied field, named by its dotted path; a number is
+    typed as its scenario field: int64 for a whole-number field, else float64.
 {kpi}        kpi    One column per KPI.
 """)
 
@@ -561,7 +562,8 @@ CAPACITY_FILES = (
         "capacity.csv",
         "The capacity curve: the SLA's KPI at each knob value (NaN where JSON has null).",
         columns("""
-{param}       float64  The knob's value; the column is named by the knob.
+{param}       int64|float64  The knob's value, typed as its scenario field; the column is
+    named by the knob.
 mean          float64  Mean of the SLA's KPI over the replications.
 half_width    float64  One-sided margin at the confidence.
 bound         float64  mean + half_width for <=, mean - half_width for >=.
@@ -579,9 +581,10 @@ sla.kpi            string       The KPI the service level is on.
 sla.op             string       <= or >=.
 sla.limit          number       The limit, in the KPI's unit.
 confidence         number       One-sided confidence that the SLA holds.
-answer             number|null  Smallest knob value meeting the SLA; null when none does.
+answer             number|null  Smallest knob value meeting the SLA (an integer for a
+    whole-number field); null when none does.
 message            string       The answer as one sentence.
-curve[].knob       number       Knob value.
+curve[].knob       number       Knob value (an integer for a whole-number field).
 """)
         + columns(CURVE_ROW, prefix="curve[]."),
         schema=CAPACITY_SCHEMA,

@@ -7,7 +7,7 @@ typed by its values: dtype `any`) and `*` (fnmatch: any written name it matches)
 Arrow types for Parquet (`large_string` reads as `string`, dictionaries as
 `dictionary<values>`), pandas dtypes for CSV, and JSON types for JSON, where `a.b` is key b
 inside object a, `a[].b` key b in each object of array a, and a `map` has keys that depend on
-the data.
+the data. `a|b` is either type.
 """
 
 from __future__ import annotations

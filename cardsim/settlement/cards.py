@@ -3,7 +3,8 @@
 Both need the booked records grouped by card. Card ids below 2^32 (the norm) pack with the
 counter into one uint64 key; each chunk collects its keys on its worker thread, and the global
 phase radix-sorts all of them at once (settlement/sorting.py) and finds gaps and clashes in one
-compiled pass. Rows are read back from the log only for the rare clash.
+compiled pass. Rows are read back from the log only for the rare clash, and the pending
+rows' card counters only when a gap may hold them (a late record is not a missing one).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
-from cardsim.settlement.reasons import Alert
+from cardsim.settlement.reasons import PENDING, Alert
 from cardsim.settlement.sorting import sort_runs
 from cardsim.settlement.source import ChunkSource, fetch
 
@@ -31,8 +32,10 @@ def counter_alerts(
 ) -> list[tuple]:
     """Gaps in each card's counters, and counters booked twice (a cloned card).
 
-    `runs` are the chunks' card keys (card_id << 32 | card_counter, each run in any order) of
-    exactly the booked records, or None to rebuild them from the log and `outcome`.
+    A gap is a run of counters that no booked and no pending record of the card holds; a
+    clash compares booked records only. `runs` are the chunks' card keys (card_id << 32 |
+    card_counter, each run in any order) of exactly the booked records, or None to rebuild
+    them from the log and `outcome`.
     """
     if runs is None:
         card, counter = _booked_by_card(source, outcome)
@@ -47,13 +50,54 @@ def counter_alerts(
         gap_card = key[gap] >> np.uint64(32)
         before, after = key[gap] & _LOW32, key[gap + 1] & _LOW32
         clash_cards = key[clash] >> np.uint64(32)
+    gap_card, first, last = _not_pending(
+        source,
+        outcome,
+        gap_card.astype(np.uint64),
+        before.astype(np.int64) + 1,
+        after.astype(np.int64) - 1,
+    )
     alerts = [
-        (Alert.CARD_COUNTER_GAP, -1, c, b + 1, a - 1, -1, -1)
-        for c, b, a in zip(gap_card.tolist(), before.tolist(), after.tolist(), strict=True)
+        (Alert.CARD_COUNTER_GAP, -1, c, f, g, -1, -1)
+        for c, f, g in zip(gap_card.tolist(), first.tolist(), last.tolist(), strict=True)
     ]
     if len(clash_cards):
         alerts += _clashes(source, outcome, clash_cards, batch_of)
     return alerts
+
+
+def _not_pending(
+    source: ChunkSource, outcome: np.ndarray, card: np.ndarray, first: np.ndarray, last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(card, first, last) of the runs of each gap first..last that no pending record holds.
+
+    A pending record (uploaded after the cut-off) is booked on a later clearing day: its
+    counter is late, not missing. Pending rows are read back only when there are gaps; a
+    late upload can open thousands of gaps, so all of them are cut in one vectorized pass.
+    """
+    pending = np.flatnonzero(outcome == PENDING) if len(card) else np.empty(0, np.int64)
+    if not len(pending):
+        return card, first, last
+    cols = fetch(source, ["card_id", "card_counter"], pending)
+    # Cards become their rank among the gap cards, so (rank, counter) packs into one uint64
+    # key whatever the card id's size.
+    cards = np.unique(card)
+    mine = np.isin(cols["card_id"], cards)
+    rank = np.searchsorted(cards, cols["card_id"][mine]).astype(np.uint64)
+    held = np.unique(rank << _S32 | cols["card_counter"][mine].astype(np.uint64))
+    base = np.searchsorted(cards, card).astype(np.uint64) << _S32
+    lo = np.searchsorted(held, base | first.astype(np.uint64), side="left")
+    count = np.searchsorted(held, base | last.astype(np.uint64), side="right") - lo
+    inside = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())
+    # Fences of each gap: the booked counters on either side and the pending ones inside.
+    # A gap's runs still missing lie between its consecutive fences (gaps never overlap).
+    gap = np.arange(len(card))
+    owner = np.concatenate((gap, np.repeat(gap, count), gap))
+    fence = np.concatenate((first - 1, (held[inside] & _LOW32).astype(np.int64), last + 1))
+    order = np.lexsort((fence, owner))
+    owner, fence = owner[order], fence[order]
+    run = np.flatnonzero((owner[1:] == owner[:-1]) & (fence[1:] > fence[:-1] + 1))
+    return card[owner[run]], fence[run] + 1, fence[run + 1] - 1
 
 
 def merge_runs(runs: list[np.ndarray], workers: int = 1) -> np.ndarray:

@@ -24,7 +24,9 @@ from cardsim.settlement.chunk import (
     BatchPlan,
     ChunkResult,
     LogState,
+    SharedRead,
     check_records,
+    merge_parts,
     process_chunk,
 )
 from cardsim.settlement.fees import FeeSchedule
@@ -38,6 +40,11 @@ from cardsim.settlement.source import ChunkSource, as_source, fetch
 
 Progress = Callable[[int], None]
 """Called with the number of records just finished."""
+
+TASKS_PER_WORKER = 8
+"""With several workers, chunks are split into parts of whole batches so that each thread
+gets this many tasks at least (and every chunk two parts at least): with one task a chunk, a
+log of few chunks would leave threads idle, and the last chunk of many would run alone."""
 
 
 def settle(
@@ -161,12 +168,17 @@ def _chunk_pass(
         for k in todo:
             finished(k, process_chunk(source, source.chunks[k], plan, cols))
     else:
+        parts = max(2, -(-TASKS_PER_WORKER * workers // max(1, len(todo))))
+        reads = {k: SharedRead(source, source.chunks[k], parts) for k in todo}
+        # Part p of the i-th chunk is queued after part 0 of the (i + p * workers)-th, so a
+        # thread taking a later part finds its chunk already read rather than waiting on it.
+        order = sorted((i + p * workers, i, p) for i in range(len(todo)) for p in range(parts))
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [
-                pool.submit(process_chunk, source, source.chunks[k], plan, cols) for k in todo
-            ]
-            for k, future in zip(todo, futures, strict=True):
-                finished(k, future.result())
+            futures = {
+                (i, p): pool.submit(reads[todo[i]].process_part, p, plan, cols) for _, i, p in order
+            }
+            for i, k in enumerate(todo):
+                finished(k, merge_parts([futures[i, p].result() for p in range(parts)]))
     return [r for r in results if r is not None]
 
 

@@ -65,7 +65,8 @@ def reference_settle(
     alerts += _batch_alerts(log, accepted, digests)
     alerts += _serial_gaps(log, accepted, rows_of)
     booked = [r for r, o in enumerate(outcome) if o == BOOKED]
-    alerts += _card_alerts(log, booked)
+    pending = [r for r, o in enumerate(outcome) if o == PENDING]
+    alerts += _card_alerts(log, booked, pending)
     return Settlement(
         np.array(outcome, dtype=np.uint8),
         np.array(booked, dtype=np.int64),
@@ -219,11 +220,15 @@ def _serial_gaps(log: RecordLog, accepted: list[int], rows_of: dict[int, list[in
     return alerts
 
 
-def _card_alerts(log: RecordLog, booked: list[int]) -> list:
+def _card_alerts(log: RecordLog, booked: list[int], pending: list[int]) -> list:
+    """Clashes between booked records; gaps: counters that no booked or pending record holds."""
     counters: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for row in booked:
         rec = log.records[row]
         counters[int(rec["card_id"])].append((int(rec["card_counter"]), row))
+    late: dict[int, set[int]] = defaultdict(set)
+    for row in pending:
+        late[int(log.records[row]["card_id"])].add(int(log.records[row]["card_counter"]))
     alerts = []
     for card, seen in counters.items():
         seen.sort()
@@ -242,8 +247,23 @@ def _card_alerts(log: RecordLog, booked: list[int]) -> list:
                     )
                 )
             elif cur > prev + 1:
-                alerts.append((Alert.CARD_COUNTER_GAP, -1, card, prev + 1, cur - 1, -1, -1))
+                alerts += [
+                    (Alert.CARD_COUNTER_GAP, -1, card, first, last, -1, -1)
+                    for first, last in _missing(prev + 1, cur - 1, late[card])
+                ]
     return alerts
+
+
+def _missing(first: int, last: int, held: set[int]) -> list[tuple[int, int]]:
+    """The runs of first..last that are not in `held`, as (first, last) pairs."""
+    runs = []
+    for k in sorted(k for k in held if first <= k <= last):
+        if k > first:
+            runs.append((first, k - 1))
+        first = k + 1
+    if first <= last:
+        runs.append((first, last))
+    return runs
 
 
 def _positions(log: RecordLog, booked: list[int], fees: FeeSchedule) -> np.ndarray:
