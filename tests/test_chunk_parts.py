@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cardsim.records.log import LogReader, write_log
 from cardsim.settlement.chunk import BATCH_COST, ROW_COST, part_bounds
-from cardsim.settlement.kernel import settle
+from cardsim.settlement.kernel import TASKS_PER_WORKER, chunk_parts, settle
 from tests.conftest import small_day
 
 
@@ -80,3 +80,14 @@ def test_settlement_is_the_same_on_any_number_of_workers(tmp_path: Path) -> None
         assert np.array_equal(many.outcome, one.outcome)
         assert np.array_equal(many.alerts, one.alerts)
         assert np.array_equal(many.positions, one.positions)
+
+
+def test_few_chunks_split_so_every_thread_has_several_tasks() -> None:
+    assert chunk_parts(1, 2) == [16]
+    assert sum(chunk_parts(3, 4)) >= TASKS_PER_WORKER * 4
+
+
+def test_many_chunks_split_only_at_the_end() -> None:
+    parts = chunk_parts(39, 2)
+    assert parts[:35] == [1] * 35 and parts[35:] == [2] * 4
+    assert chunk_parts(0, 2) == []

@@ -180,10 +180,21 @@ class LogReader:
         self.records_path = self.path / RECORDS_FILE
         self.batches = self._read_batches()
         meta = _open(self.records_path).metadata
+        self._meta = meta
         _check_schema(self.records_path, meta.schema.to_arrow_schema(), RECORD_SCHEMA)
         self.rows = meta.num_rows
         self.chunks = self._plan_chunks(meta)
         self.partitions = self._partitions(meta)
+
+    def _records_file(self) -> pq.ParquetFile:
+        """The records file, memory-mapped, on the footer parsed once.
+
+        Parsing the footer for every chunk, and freeing it, held the GIL long enough to be the
+        largest part of reading that threads could not share; reading through a map saves a
+        copy of every page. Each chunk opens its own map, so that the pages it touched leave
+        the process's resident memory with it.
+        """
+        return _open(self.records_path, self._meta)
 
     def _read_batches(self) -> np.ndarray:
         path = self.path / BATCHES_FILE
@@ -253,7 +264,7 @@ class LogReader:
     def _batch_row_range(self, group: int, stats: pq.Statistics | None) -> tuple[int, int]:
         if stats is not None and stats.has_min_max:
             return int(stats.min), int(stats.max)
-        column = _open(self.records_path).read_row_group(group, columns=["batch_row"])
+        column = self._records_file().read_row_group(group, columns=["batch_row"])
         values = column.column(0).to_numpy()
         return (int(values.min()), int(values.max())) if len(values) else (-1, -1)
 
@@ -267,9 +278,7 @@ class LogReader:
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Records and batch rows of one chunk, and the same fields as contiguous columns."""
         try:
-            table = _open(self.records_path).read_row_groups(
-                list(chunk.row_groups), use_threads=False
-            )
+            table = self._records_file().read_row_groups(list(chunk.row_groups), use_threads=False)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(
                 self.records_path,
@@ -287,7 +296,7 @@ class LogReader:
     def read_columns(self, chunk: Chunk, names: list[str]) -> dict[str, np.ndarray]:
         """Some columns of one chunk (record field names or batch_row), without assembling."""
         try:
-            table = _open(self.records_path).read_row_groups(
+            table = self._records_file().read_row_groups(
                 list(chunk.row_groups), columns=names, use_threads=False
             )
         except (OSError, pa.ArrowException) as exc:
@@ -305,9 +314,9 @@ class LogReader:
         return RecordLog(records, rows, self.batches)
 
 
-def _open(path: Path) -> pq.ParquetFile:
+def _open(path: Path, metadata: pq.FileMetaData | None = None) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(path, metadata=metadata, memory_map=True)
     except FileNotFoundError:
         raise InputError(path, "file not found") from None
     except (OSError, pa.ArrowException) as exc:

@@ -192,6 +192,8 @@ class SharedRead:
 
 def merge_parts(parts: list[ChunkResult]) -> ChunkResult:
     """One chunk's result from the results of its parts, in row order."""
+    if len(parts) == 1:
+        return parts[0]
     runs = [p.card_keys for p in parts if p.rows]
     keys = [k for k in runs if k is not None]
     return ChunkResult(
@@ -248,17 +250,28 @@ def _hash_and_verify(
     slicing it costs far less per batch than making a numpy view of each batch's records.
     """
     raw = np.ascontiguousarray(records).view(np.uint8).data
-    digests = []
+    # Names bound once and one result array written at the end: this loop runs under the GIL
+    # between the hashing and verifying that release it, so other threads wait on its steps.
+    sha256, headers, key_of = hashlib.sha256, plan.headers, plan.key
+    digests: list[bytes] = []
+    checked: list[int] = []
+    verdicts: list[bool] = []
     for b, s, e, ok in zip(
-        bids.tolist(), starts.tolist(), ends.tolist(), structure.tolist(), strict=True
+        bids.tolist(),
+        (starts * RECORD_SIZE).tolist(),
+        (ends * RECORD_SIZE).tolist(),
+        structure.tolist(),
+        strict=True,
     ):
-        h = hashlib.sha256(plan.headers[b])
-        h.update(raw[s * RECORD_SIZE : e * RECORD_SIZE])
+        h = sha256(headers[b])
+        h.update(raw[s:e])
         digest = h.digest()
         digests.append(digest)
-        key = plan.key(b) if ok else None
+        key = key_of(b) if ok else None
         if key is not None:
-            out.signature_ok[b] = signature_ok(key, plan.signatures[b], digest)
+            checked.append(b)
+            verdicts.append(signature_ok(key, plan.signatures[b], digest))
+    out.signature_ok[checked] = verdicts
     out.digest[bids] = np.frombuffer(b"".join(digests), np.uint8).reshape(-1, 32)
 
 
