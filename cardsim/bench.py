@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import statistics
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ import numpy as np
 
 from cardsim.records.batch import header_array, signing_message
 from cardsim.records.keys import TAC_FIELDS, KeyRegistry, compute_tacs
-from cardsim.records.log import LogReader, RecordLog
+from cardsim.records.log import LogReader, RecordLog, write_log
 from cardsim.settlement.kernel import Progress, settle
 from cardsim.settlement.result import Settlement
 
@@ -132,28 +133,38 @@ def tac_floor_s(log: RecordLog, registry: KeyRegistry) -> float:
 WARM_UP_BATCHES = 8
 
 
-def warm_up(log: RecordLog, registry: KeyRegistry) -> float:
-    """Seconds to settle the log's first WARM_UP_BATCHES batches alone, which loads the
-    compiled kernels.
+def warm_up(log: RecordLog | Path, registry: KeyRegistry) -> float:
+    """Seconds to settle the log's first WARM_UP_BATCHES batches alone, from a log folder as
+    the timed settlement reads it, which loads the compiled kernels for the arrays it sees.
 
     A process pays this once (numba's start-up, and compiling on a first run ever); a
     clearing centre settles many logs per process, so the timed settlement comes after it.
+    `log` is the log in memory, or its folder (of which only the first chunk is read).
     """
+    if isinstance(log, Path):
+        reader = LogReader(log)
+        if not reader.chunks:
+            return 0.0
+        log = RecordLog(*reader.read_chunk(reader.chunks[0]), reader.batches)
     rows = int(np.searchsorted(log.batch_row, WARM_UP_BATCHES))
     head = RecordLog(log.records[:rows], log.batch_row[:rows], log.batches[:WARM_UP_BATCHES])
-    begin = time.perf_counter()
-    settle(head, registry)
-    return time.perf_counter() - begin
+    with tempfile.TemporaryDirectory() as scratch:
+        write_log(Path(scratch) / "head", head)
+        begin = time.perf_counter()
+        settle(LogReader(Path(scratch) / "head"), registry)
+        return time.perf_counter() - begin
 
 
 @dataclass
 class BenchResult:
     """One bench measurement: `rounds` rounds, each timing the settlement and then the floor.
 
-    With more than one worker, each round first settles on one worker and hashes and verifies
-    on one thread, right before the same on `workers`: the speed-up of a round compares two
+    With more than one worker, each round also settles on one worker and hashes and verifies
+    on one thread, right after the same on `workers`: the speed-up of a round compares two
     runs a few seconds apart, so that a busy spell of a shared machine slows both sides of a
-    pair rather than one. Times and ratios are medians over the rounds.
+    pair rather than one. Times and ratios are medians over the rounds. Peak memory is that of
+    the first settlement on `workers`, which follows only the warm-up: a later one would
+    reuse memory that the allocator kept from the runs before it.
     """
 
     records: int
@@ -243,7 +254,7 @@ def measure(
 ) -> BenchResult:
     """Settle the log folder end to end (read, verify, dedupe, counters, book, net), then the
     crypto floor of the same log on the same number of threads, `rounds` times; with more
-    than one worker each round starts with both on one thread (see `BenchResult`). The
+    than one worker each round pairs both with a run on one thread (see `BenchResult`). The
     compiled kernels are loaded first, untimed (`warm_up`)."""
     if rounds < 1:
         raise ValueError("rounds must be at least 1")
@@ -253,15 +264,16 @@ def measure(
     one_s: list[float] = []
     floor_one_s: list[float] = []
     peak = 0
-    for _ in range(rounds):
-        if workers > 1:
-            one_s.append(_settle_s(log_dir, registry, 1, progress)[0])
+    for r in range(rounds):
         seconds, rss, settlement = _settle_s(log_dir, registry, workers, progress)
         settle_s.append(seconds)
-        peak = max(peak, rss)
+        if r == 0:
+            peak = rss
+        if workers > 1:
+            one_s.append(_settle_s(log_dir, registry, 1, progress)[0])
+        floor_s.append(crypto_floor_s(log, registry, workers))
         if workers > 1:
             floor_one_s.append(crypto_floor_s(log, registry, 1))
-        floor_s.append(crypto_floor_s(log, registry, workers))
     return BenchResult(
         len(log.records),
         len(log.batches),

@@ -104,22 +104,22 @@ def bench(
         ),
     ] = 1_000_000,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=65_536, metavar="N", help="Typical records per upload batch.")
+        int, typer.Option(min=1, max=65_536, metavar="B", help="Typical records per upload batch.")
     ] = 1_000,
     terminals: Annotated[
-        int, typer.Option(min=1, max=1_000_000, metavar="N", help="Terminals uploading.")
+        int, typer.Option(min=1, max=1_000_000, metavar="T", help="Terminals uploading.")
     ] = 20_000,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, metavar="N", help="Settlement threads.")
+        int, typer.Option(min=1, max=64, metavar="W", help="Settlement threads.")
     ] = 1,
     rounds: Annotated[
         int,
         typer.Option(
             min=1,
             max=100,
-            metavar="N",
+            metavar="R",
             help="Times to settle and to measure the floor; figures are medians. With "
-            "--workers above 1 each round also runs both on one thread, right before, and "
+            "--workers above 1 each round also runs both on one thread, right after, and "
             "prints the speed-up.",
         ),
     ] = 3,
@@ -242,7 +242,7 @@ def settle(
         Path | None, typer.Option(metavar="DIR", help="Output folder (not with --ledger).")
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, metavar="N", help="Settlement threads.")
+        int, typer.Option(min=1, max=64, metavar="W", help="Settlement threads.")
     ] = 1,
     cutoff_ms: Annotated[
         int | None,
@@ -342,7 +342,7 @@ def run(
         ),
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, max=64, metavar="N", help="Settlement threads.")
+        int, typer.Option(min=1, max=64, metavar="W", help="Settlement threads.")
     ] = 1,
 ) -> None:
     """Simulate one city day and write DIR/records/ (the signed log), keys.json,

@@ -7,11 +7,13 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cardsim.errors import InputError
 from cardsim.records.log import LogReader, write_log
-from cardsim.settlement.chunk import BATCH_COST, ROW_COST, part_bounds
+from cardsim.settlement.chunk import BATCH_COST, ROW_COST, SharedRead, part_bounds
 from cardsim.settlement.kernel import TASKS_PER_WORKER, chunk_parts, settle
 from tests.conftest import small_day
 
@@ -91,3 +93,39 @@ def test_many_chunks_split_only_at_the_end() -> None:
     parts = chunk_parts(39, 2)
     assert parts[:35] == [1] * 35 and parts[35:] == [2] * 4
     assert chunk_parts(0, 2) == []
+
+
+def _three_chunk_log(tmp_path: Path) -> tuple[Path, object]:
+    day = small_day(seed=6, records=3_000, terminals=30, batch_size=25)
+    n = len(day.log.batches)
+    write_log(tmp_path / "log", day.log, partitions=[0, n // 3, 2 * n // 3])
+    return tmp_path / "log", day.registry
+
+
+def test_a_failing_part_ends_the_pass_without_running_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, registry = _three_chunk_log(tmp_path)
+    started = []
+    real = SharedRead.process_part
+
+    def failing(self: SharedRead, p: int, plan: object, out: object) -> object:
+        started.append(p)
+        if len(started) == 1:
+            raise InputError(path, "corrupt Parquet data")
+        return real(self, p, plan, out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SharedRead, "process_part", failing)
+    with pytest.raises(InputError):
+        settle(LogReader(path), registry, workers=2)  # type: ignore[arg-type]
+    parts = sum(chunk_parts(3, 2))
+    assert len(started) < parts
+
+
+def test_a_log_replaced_while_it_is_read_is_refused(tmp_path: Path) -> None:
+    path, registry = _three_chunk_log(tmp_path)
+    reader = LogReader(path)
+    other = small_day(seed=7, records=3_000, terminals=30, batch_size=25)
+    write_log(path, other.log)  # replaced by rename, as every writer here does
+    with pytest.raises(InputError, match="changed while it was being read"):
+        settle(reader, registry)  # type: ignore[arg-type]

@@ -214,3 +214,11 @@ def test_help_shows_no_python_types() -> None:
     capacity = " ".join(_help("capacity").split())
     assert '--sla "KPI<=LIMIT"' in capacity and "--values V1,V2,..." in capacity
     assert "--help Show this message and exit." in capacity
+
+
+def test_settling_an_output_folder_points_at_its_records(bench_out, tmp_path: Path) -> None:
+    out, _ = bench_out
+    done = cardsim("settle", out, "--keys", out / "keys.json", "--out", tmp_path / "s")
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(f"use {out / 'records'}")
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "s").exists()

@@ -150,7 +150,7 @@ def test_a_sharded_log_read_from_disk_settles_like_the_kernel(tmp_path: Path) ->
     extents = batch_extents(reader)
     plans = plan_shards(reader.batches, *extents, 3)
     results = [settle_shard(ShardSource(reader, p), day.registry) for p in plans]
-    assert_same(whole, merge_shards(reader, extents, plans, results))
+    assert_same(whole, merge_shards(reader, extents, plans, results, day.registry.master_key))
 
 
 def test_rows_out_of_batch_order_are_an_input_error(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def settle_on_cluster(
                 progress(records[future.key])
         # Straight from the workers: the outcome bytes and card keys skip the scheduler.
         results: list[ShardResult] = [unwrap(r) for r in client.gather(futures, direct=True)]
-    return merge_shards(reader, extents, plans, results, fees, workers)
+    return merge_shards(reader, extents, plans, results, registry.master_key, fees, workers)
 
 
 def settle_shard_task(

@@ -171,6 +171,12 @@ class LogReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if (self.path / "records" / BATCHES_FILE).exists() and not (
+            self.path / BATCHES_FILE
+        ).exists():
+            raise InputError(
+                self.path, f"a run's output folder, not a record log: use {self.path / 'records'}"
+            )
         if not self.path.is_dir():
             raise InputError(
                 self.path,
@@ -179,6 +185,7 @@ class LogReader:
             )
         self.records_path = self.path / RECORDS_FILE
         self.batches = self._read_batches()
+        self._identity = _file_identity(self.records_path)
         meta = _open(self.records_path).metadata
         self._meta = meta
         _check_schema(self.records_path, meta.schema.to_arrow_schema(), RECORD_SCHEMA)
@@ -192,8 +199,11 @@ class LogReader:
         Parsing the footer for every chunk, and freeing it, held the GIL long enough to be the
         largest part of reading that threads could not share; reading through a map saves a
         copy of every page. Each chunk opens its own map, so that the pages it touched leave
-        the process's resident memory with it.
+        the process's resident memory with it. A file replaced or rewritten since the footer
+        was read is refused rather than read with a footer that no longer describes it.
         """
+        if _file_identity(self.records_path) != self._identity:
+            raise InputError(self.records_path, "changed while it was being read; read it again")
         return _open(self.records_path, self._meta)
 
     def _read_batches(self) -> np.ndarray:
@@ -212,7 +222,8 @@ class LogReader:
                     ]
                     for c in column.chunks
                 )
-                out[field.name] = np.frombuffer(raw, np.uint8).reshape(len(out), -1)
+                width = field.type.byte_width
+                out[field.name] = np.frombuffer(raw, np.uint8).reshape(len(out), width)
             else:
                 out[field.name] = column.to_numpy()
         return out
@@ -312,6 +323,15 @@ class LogReader:
         records = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, RECORD_DTYPE)
         rows = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
         return RecordLog(records, rows, self.batches)
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int]:
+    """Device, inode, size and modification time: what changes when a file is replaced."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(path, "file not found") from None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _open(path: Path, metadata: pq.FileMetaData | None = None) -> pq.ParquetFile:

@@ -15,6 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numba import njit
 
+from cardsim.records.keys import TAC_FIELDS, compute_tacs
+from cardsim.records.layout import RECORD_FIELDS
+from cardsim.settlement.chunk import malformed
 from cardsim.settlement.reasons import PENDING, Alert
 from cardsim.settlement.sorting import sort_runs
 from cardsim.settlement.source import ChunkSource, fetch
@@ -28,14 +31,15 @@ def counter_alerts(
     outcome: np.ndarray,
     runs: list[np.ndarray] | None,
     batch_of: Callable[[np.ndarray], np.ndarray],
+    master_key: bytes,
     workers: int = 1,
 ) -> list[tuple]:
     """Gaps in each card's counters, and counters booked twice (a cloned card).
 
-    A gap is a run of counters that no booked and no pending record of the card holds; a
-    clash compares booked records only. `runs` are the chunks' card keys (card_id << 32 |
-    card_counter, each run in any order) of exactly the booked records, or None to rebuild
-    them from the log and `outcome`.
+    A gap is a run of counters that no booked record of the card holds, nor a pending one
+    that the card made (well-formed, with a valid TAC); a clash compares booked records only.
+    `runs` are the chunks' card keys (card_id << 32 | card_counter, each run in any order) of
+    exactly the booked records, or None to rebuild them from the log and `outcome`.
     """
     if runs is None:
         card, counter = _booked_by_card(source, outcome)
@@ -53,6 +57,7 @@ def counter_alerts(
     gap_card, first, last = _not_pending(
         source,
         outcome,
+        master_key,
         gap_card.astype(np.uint64),
         before.astype(np.int64) + 1,
         after.astype(np.int64) - 1,
@@ -67,24 +72,31 @@ def counter_alerts(
 
 
 def _not_pending(
-    source: ChunkSource, outcome: np.ndarray, card: np.ndarray, first: np.ndarray, last: np.ndarray
+    source: ChunkSource,
+    outcome: np.ndarray,
+    master_key: bytes,
+    card: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(card, first, last) of the runs of each gap first..last that no pending record holds.
+    """(card, first, last) of the runs of each gap first..last that no pending record of the
+    card's own making holds.
 
     A pending record (uploaded after the cut-off) is booked on a later clearing day: its
-    counter is late, not missing. Pending rows are read back only when there are gaps; a
-    late upload can open thousands of gaps, so all of them are cut in one vectorized pass.
+    counter is late, not missing. Its batch is not checked today, so only a record that the
+    card made (well-formed, TAC valid) fills a gap: a fabricated one must not hide a missing
+    counter. Pending rows are read back only when there are gaps; a late upload can open
+    thousands of gaps, so all of them are cut in one vectorized pass.
     """
     pending = np.flatnonzero(outcome == PENDING) if len(card) else np.empty(0, np.int64)
     if not len(pending):
         return card, first, last
-    cols = fetch(source, ["card_id", "card_counter"], pending)
     # Cards become their rank among the gap cards, so (rank, counter) packs into one uint64
     # key whatever the card id's size.
     cards = np.unique(card)
-    mine = np.isin(cols["card_id"], cards)
-    rank = np.searchsorted(cards, cols["card_id"][mine]).astype(np.uint64)
-    held = np.unique(rank << _S32 | cols["card_counter"][mine].astype(np.uint64))
+    cols = _made_by_card(source, master_key, pending, cards)
+    rank = np.searchsorted(cards, cols["card_id"]).astype(np.uint64)
+    held = np.unique(rank << _S32 | cols["card_counter"].astype(np.uint64))
     base = np.searchsorted(cards, card).astype(np.uint64) << _S32
     lo = np.searchsorted(held, base | first.astype(np.uint64), side="left")
     count = np.searchsorted(held, base | last.astype(np.uint64), side="right") - lo
@@ -98,6 +110,20 @@ def _not_pending(
     owner, fence = owner[order], fence[order]
     run = np.flatnonzero((owner[1:] == owner[:-1]) & (fence[1:] > fence[:-1] + 1))
     return card[owner[run]], fence[run] + 1, fence[run + 1] - 1
+
+
+def _made_by_card(
+    source: ChunkSource, master_key: bytes, rows: np.ndarray, cards: np.ndarray
+) -> dict[str, np.ndarray]:
+    """card_id and card_counter of the given log rows that belong to `cards`, are well-formed
+    and carry a valid TAC."""
+    mine = rows[np.isin(fetch(source, ["card_id"], rows)["card_id"], cards)]
+    cols = fetch(source, list(RECORD_FIELDS), mine)
+    good = ~malformed(cols)
+    good[good] = (
+        compute_tacs(master_key, {n: cols[n][good] for n in TAC_FIELDS}) == cols["tac"][good]
+    )
+    return {"card_id": cols["card_id"][good], "card_counter": cols["card_counter"][good]}
 
 
 def merge_runs(runs: list[np.ndarray], workers: int = 1) -> np.ndarray:

@@ -70,7 +70,9 @@ def settle(
     phase = terminal_phase(source, registry, cutoff_ms, workers, progress, journal, booked_before)
     whole = [run for run in phase.runs or [] if run is not None]
     runs = whole if phase.runs is not None and len(whole) == len(phase.runs) else None
-    alerts = phase.alerts + counter_alerts(source, phase.outcome, runs, phase.batch_of, workers)
+    alerts = phase.alerts + counter_alerts(
+        source, phase.outcome, runs, phase.batch_of, registry.master_key, workers
+    )
     positions = net_positions(phase.flows, fees or FeeSchedule())
     booked = np.flatnonzero(phase.outcome == BOOKED)
     return Settlement(phase.outcome, booked, make_alerts(alerts), positions)
@@ -186,13 +188,19 @@ def _parallel_pass(
     result goes to `finished` in chunk order, from the calling thread."""
     parts = chunk_parts(len(todo), workers)
     reads = [SharedRead(source, source.chunks[k], n) for k, n in zip(todo, parts, strict=True)]
-    # Part p of the i-th chunk is queued after part 0 of the (i + p * workers)-th, so a
-    # thread taking a later part finds its chunk already read rather than waiting on it.
+    # Part p of the i-th chunk is queued just before part 0 of the (i + p * workers)-th, so
+    # a thread taking a later part finds its chunk already read rather than waiting on it.
     order = sorted((i + p * workers, i, p) for i, n in enumerate(parts) for p in range(n))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {(i, p): pool.submit(reads[i].process_part, p, plan, cols) for _, i, p in order}
-        for i, k in enumerate(todo):
-            finished(k, merge_parts([futures[i, p].result() for p in range(parts[i])]))
+        try:
+            for i, k in enumerate(todo):
+                done = [futures.pop((i, p)).result() for p in range(parts[i])]
+                finished(k, merge_parts(done))
+        except BaseException:
+            # A bad chunk (or a failed journal commit) ends the pass now, not after the rest.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def chunk_parts(chunks: int, workers: int) -> list[int]:

@@ -66,7 +66,8 @@ def reference_settle(
     alerts += _serial_gaps(log, accepted, rows_of)
     booked = [r for r, o in enumerate(outcome) if o == BOOKED]
     pending = [r for r, o in enumerate(outcome) if o == PENDING]
-    alerts += _card_alerts(log, booked, pending)
+    made = [r for r in pending if _made_by_card(registry.master_key, log.records[r])]
+    alerts += _card_alerts(log, booked, made)
     return Settlement(
         np.array(outcome, dtype=np.uint8),
         np.array(booked, dtype=np.int64),
@@ -220,8 +221,14 @@ def _serial_gaps(log: RecordLog, accepted: list[int], rows_of: dict[int, list[in
     return alerts
 
 
+def _made_by_card(master: bytes, rec: np.void) -> bool:
+    """A pending record fills a gap only if the card made it: well-formed, TAC valid."""
+    return not _record_malformed(rec) and _tac(master, rec) == int(rec["tac"])
+
+
 def _card_alerts(log: RecordLog, booked: list[int], pending: list[int]) -> list:
-    """Clashes between booked records; gaps: counters that no booked or pending record holds."""
+    """Clashes between booked records; gaps: counters that no booked record holds, nor one of
+    the `pending` rows (those the card made)."""
     counters: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for row in booked:
         rec = log.records[row]

@@ -332,6 +332,7 @@ def merge_shards(
     extents: tuple[np.ndarray, np.ndarray],
     plans: list[ShardPlan],
     results: list[ShardResult],
+    master_key: bytes,
     fees: FeeSchedule | None = None,
     workers: int = 1,
 ) -> Settlement:
@@ -346,7 +347,9 @@ def merge_shards(
         _put_back(outcome, plan, result.outcome)
     runs = [r.card_keys for r in results]
     card_runs = None if any(run is None for run in runs) else [r for r in runs if r is not None]
-    card_alerts = counter_alerts(source, outcome, card_runs, _locator(*extents), workers)
+    card_alerts = counter_alerts(
+        source, outcome, card_runs, _locator(*extents), master_key, workers
+    )
     alerts = np.concatenate(
         [r.alerts for r in results] + [np.array(card_alerts, dtype=ALERT_DTYPE)]
     )
@@ -398,4 +401,4 @@ def settle_in_shards(
         )
         for plan in plans
     ]
-    return merge_shards(source, extents, plans, results, fees, workers)
+    return merge_shards(source, extents, plans, results, registry.master_key, fees, workers)
