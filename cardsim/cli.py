@@ -239,7 +239,7 @@ def settle(
     ],
     keys: Annotated[Path, typer.Option(metavar="FILE", help="Key registry (keys.json).")],
     out: Annotated[
-        Path | None, typer.Option(metavar="DIR", help="Output folder (not with --ledger).")
+        Path | None, typer.Option(metavar="DIR", help="Output folder; give this or --ledger.")
     ] = None,
     workers: Annotated[
         int, typer.Option(min=1, max=64, metavar="W", help="Settlement threads.")
