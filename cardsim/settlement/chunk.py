@@ -144,8 +144,8 @@ def part_bounds(batch_row: np.ndarray, parts: int) -> list[tuple[int, int]]:
     goes to signature checks, splits as evenly as one of a few large batches.
     """
     n = len(batch_row)
-    if n == 0:
-        return [(0, 0)] * parts
+    if n == 0 or parts == 1:
+        return [(0, n)] + [(n, n)] * (parts - 1)
     starts = np.flatnonzero(np.r_[True, batch_row[1:] != batch_row[:-1]])
     cost_before = starts * ROW_COST + np.arange(len(starts)) * BATCH_COST
     total = n * ROW_COST + len(starts) * BATCH_COST
