@@ -544,6 +544,19 @@ _WARMUP_HELP = (
     "then on; the other KPIs cover the whole day."
 )
 
+# Options that sweep and capacity share, declared once.
+_RunWorkers = Annotated[int | None, typer.Option(min=1, max=64, metavar="N", help=_WORKERS_HELP)]
+_RootSeed = Annotated[
+    int, typer.Option(min=0, metavar="N", help="Root seed of the replication streams.")
+]
+_RunSets = Annotated[
+    list[str] | None, typer.Option("--set", metavar="KEY.PATH=VALUE", help=_SET_HELP)
+]
+_Warmup = Annotated[
+    float, typer.Option(min=0.0, max=86_400.0, metavar="SECONDS", help=_WARMUP_HELP)
+]
+_Scheduler = Annotated[str | None, typer.Option(metavar="tcp://HOST:PORT", help=_SCHEDULER_HELP)]
+
 
 @app.command()
 @user_errors
@@ -562,18 +575,10 @@ def sweep(
     replications: Annotated[
         int, typer.Option(min=1, max=10_000, metavar="R", help=_REPLICATIONS_HELP)
     ] = 5,
-    workers: Annotated[
-        int | None, typer.Option(min=1, max=64, metavar="N", help=_WORKERS_HELP)
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(min=0, metavar="N", help="Root seed of the replication streams.")
-    ] = 0,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", metavar="KEY.PATH=VALUE", help=_SET_HELP)
-    ] = None,
-    warmup_s: Annotated[
-        float, typer.Option(min=0.0, max=86_400.0, metavar="SECONDS", help=_WARMUP_HELP)
-    ] = 0.0,
+    workers: _RunWorkers = None,
+    seed: _RootSeed = 0,
+    set_: _RunSets = None,
+    warmup_s: _Warmup = 0.0,
     only: Annotated[
         int | None,
         typer.Option(
@@ -582,9 +587,7 @@ def sweep(
             help="Redo one run id alone and print its row as JSON (no files).",
         ),
     ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(metavar="tcp://HOST:PORT", help=_SCHEDULER_HELP)
-    ] = None,
+    scheduler: _Scheduler = None,
     show: Annotated[
         list[str] | None,
         typer.Option(
@@ -668,21 +671,11 @@ def capacity(
     replications: Annotated[
         int, typer.Option(min=2, max=10_000, metavar="R", help=_REPLICATIONS_HELP)
     ] = 5,
-    workers: Annotated[
-        int | None, typer.Option(min=1, max=64, metavar="N", help=_WORKERS_HELP)
-    ] = None,
-    seed: Annotated[
-        int, typer.Option(min=0, metavar="N", help="Root seed of the replication streams.")
-    ] = 0,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", metavar="KEY.PATH=VALUE", help=_SET_HELP)
-    ] = None,
-    warmup_s: Annotated[
-        float, typer.Option(min=0.0, max=86_400.0, metavar="SECONDS", help=_WARMUP_HELP)
-    ] = 0.0,
-    scheduler: Annotated[
-        str | None, typer.Option(metavar="tcp://HOST:PORT", help=_SCHEDULER_HELP)
-    ] = None,
+    workers: _RunWorkers = None,
+    seed: _RootSeed = 0,
+    set_: _RunSets = None,
+    warmup_s: _Warmup = 0.0,
+    scheduler: _Scheduler = None,
 ) -> None:
     """Find the smallest knob value whose SLA holds at --confidence: judged on the one-sided
     confidence bound of the KPI mean over the replications (upper for <=, lower for >=), not
@@ -739,9 +732,7 @@ def exposure(
     seed: Annotated[
         int, typer.Option(min=0, metavar="N", help="Root seed of the replication seeds.")
     ] = 0,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", metavar="KEY.PATH=VALUE", help=_SET_HELP)
-    ] = None,
+    set_: _RunSets = None,
 ) -> None:
     """Hotlist exposure: the value terminals accept from lost cards (spent by their finders)
     before the hotlist reaches them, for each hotlist refresh interval. Every interval sees the
