@@ -293,9 +293,8 @@ def measure(
 def _settle_s(
     log_dir: Path, registry: KeyRegistry, workers: int, progress: Progress | None
 ) -> tuple[float, int, Settlement]:
-    """Seconds and peak memory growth of one settlement of the log folder, and its result.
-
-    Memory is sampled on every run alike, so that one worker and many pay the same."""
+    """Seconds and peak memory growth of one settlement of the log folder, and its result
+    (every run is measured alike, so that one worker and many pay the same)."""
     with PeakRss() as rss:
         begin = time.perf_counter()
         settlement = settle(LogReader(log_dir), registry, workers=workers, progress=progress)
