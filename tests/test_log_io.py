@@ -14,6 +14,7 @@ import pytest
 from cardsim.errors import InputError
 from cardsim.records import log as log_module
 from cardsim.records.keys import load_registry
+from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
 from cardsim.records.log import BATCHES_FILE, RECORDS_FILE, LogReader, write_log
 from cardsim.settlement.kernel import settle
 from tests.conftest import small_day
@@ -35,6 +36,25 @@ def test_round_trip_is_exact(written) -> None:
     np.testing.assert_array_equal(back.batch_row, day.log.batch_row)
     assert back.batches.tobytes() == day.log.batches.tobytes()
     assert load_registry(folder / "keys.json").to_json() == day.registry.to_json()
+
+
+@pytest.mark.parametrize("block", [1, 7, 50, 4096])
+def test_records_assembled_in_blocks_are_exact(
+    written, monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    day, folder = written
+    monkeypatch.setattr(log_module, "ASSEMBLY_BLOCK", block)
+    back = LogReader(folder / "records").read_all()
+    assert back.records.tobytes() == day.log.records.tobytes()
+
+
+@pytest.mark.parametrize("n", [0, 1, 4095, 4096, 4097, 9000])
+def test_assemble_matches_field_by_field(n: int) -> None:
+    rng = np.random.default_rng(n)
+    raw = rng.integers(0, 256, n * RECORD_DTYPE.itemsize, dtype=np.uint8)
+    expected = raw.view(RECORD_DTYPE)
+    columns = {name: np.ascontiguousarray(expected[name]) for name in RECORD_FIELDS}
+    assert log_module.assemble(columns, n).tobytes() == expected.tobytes()
 
 
 def test_row_groups_end_on_batch_boundaries(written) -> None:
