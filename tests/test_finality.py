@@ -26,12 +26,13 @@ from cardsim.settlement.booked_index import BookedIndex
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle
 from cardsim.settlement.positions import flow_sums, net_positions
-from cardsim.settlement.reasons import BOOKED, Reason
+from cardsim.settlement.reasons import BOOKED, Alert, Reason
 from cardsim.settlement.reference import reference_settle
+from cardsim.settlement.result import Settlement
 from cardsim.synthetic import SyntheticDay
 from tests.conftest import small_day
 from tests.ledger_days import Days, build_days, rid
-from tests.mutations import resend_records, take_batches
+from tests.mutations import clone, resend_records, rows_of, take_batches
 
 NO_FEES = FeeSchedule({}, {})
 
@@ -252,16 +253,20 @@ def test_days_book_what_one_log_of_both_days_books(seed: int) -> None:
     """Closing day 1, then day 2 against day 1's bookings, books exactly the records the
     reference settler books from both days' uploads as one log (every record once)."""
     day: SyntheticDay = small_day(seed=seed, records=400, repeat_fraction=0.1)
+    n = len(day.log.batches)
+    # Cloned cards: day-2 records spending counters that day-1 records (or day-2 ones) spent.
+    whole = settle(day.log, day.registry).outcome == BOOKED
+    good = [b for b in range(n) if whole[rows_of(day.log, b)].all()]
+    early, late = [b for b in good if b < n // 2], [b for b in good if b >= n // 2]
+    for a, b in ((early[0], late[0]), (early[1], late[1]), (late[2], late[1])):
+        clone(day, int(rows_of(day.log, a)[0]), int(rows_of(day.log, b)[-1]))
     resend_records(day, 2, alter=False)
     resend_records(day, 5, alter=True)
     log = day.log
-    n = len(log.batches)
     first = take_batches(log, list(range(n // 2)))
     second = take_batches(log, [*range(n // 2, n), 0, 1, 7])  # day-1 batches retried
     one = settle(first, day.registry)
-    ids = rid(first.records["terminal_id"], first.records["terminal_serial"])[one.booked]
-    index = BookedIndex.of_days([(ids, first.records["tac"][one.booked])])
-    two = settle(second, day.registry, booked_before=index)
+    two = settle(second, day.registry, booked_before=index_of(first, one))
     both: RecordLog = first.concat(second)
     reference = reference_settle(both, day.registry, FeeSchedule())
     is_booked = reference.outcome == BOOKED
@@ -270,6 +275,36 @@ def test_days_book_what_one_log_of_both_days_books(seed: int) -> None:
     assert np.count_nonzero(np.isin(two.outcome, [Reason.DUPLICATE_RECORD])) > 0
     gross = [p["received_fen"].sum() for p in (one.positions, two.positions)]
     assert sum(gross) == reference.positions["received_fen"].sum()
+    # Clones are caught across the days as within one log, naming the same records.
+    days = clashes(one.alerts, 0, 0) | clashes(two.alerts, len(first.records), len(first.batches))
+    assert days == clashes(reference.alerts, 0, 0)
+    day1 = first.records[one.booked]
+    spent = set(zip(day1["card_id"].tolist(), day1["card_counter"].tolist(), strict=True))
+    assert any((card, counter) in spent for _, card, counter, *_ in clashes(two.alerts, 0, 0))
+
+
+def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
+    """What the ledger keeps of a closed day that settled `log` as `result`."""
+    booked = log.records[result.booked]
+    ids = rid(booked["terminal_id"], booked["terminal_serial"])
+    return BookedIndex.of_days(
+        [(ids, booked["tac"])], [(booked["card_id"], booked["card_counter"])]
+    )
+
+
+def clashes(alerts: np.ndarray, row: int, batch_row: int) -> set[tuple[int, ...]]:
+    """CARD_COUNTER_CLASH alerts, their rows moved on by `row` and `batch_row`."""
+    mine = alerts[alerts["code"] == Alert.CARD_COUNTER_CLASH]
+    return {
+        (
+            int(a["terminal_id"]),
+            int(a["card_id"]),
+            int(a["first"]),
+            int(a["batch_row"]) + batch_row,
+            int(a["row"]) + row,
+        )
+        for a in mine
+    }
 
 
 class Crash(Exception):

@@ -2,16 +2,17 @@
 
 A folder:
 
-    LEDGER/ledger.sqlite     closed days, booked record ids per day, reversals (WAL, FULL)
+    LEDGER/ledger.sqlite     closed days, booked record ids and card counters per day,
+                             reversals (WAL, FULL)
     LEDGER/days/NNNN/        each closed day's report, with SHA256SUMS
     LEDGER/carry/NNNN/       records pending at day NNNN's cut-off, settled on day NNNN + 1
 
 Closing a day is one SQLite transaction (the day row with its report's SHA-256, the day's
-booked ids and TACs, its reversals) and nothing else: the report and carry folders are
-written and fsynced under temporary names first and renamed into place after the commit, so
-`days/NNNN/` exists only for a closed day. A crash between the commit and the renames is
-finished when the ledger is next opened. Nothing ever writes into a closed day's folder; its
-report's hash is checked whenever the ledger reads from it.
+booked ids and TACs and the card counters they spent, its reversals) and nothing else: the
+report and carry folders are written and fsynced under temporary names first and renamed into
+place after the commit, so `days/NNNN/` exists only for a closed day. A crash between the
+commit and the renames is finished when the ledger is next opened. Nothing ever writes into a
+closed day's folder; its report's hash is checked whenever the ledger reads from it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ CREATE TABLE IF NOT EXISTS booked (
     day INTEGER PRIMARY KEY REFERENCES day(day),
     rids BLOB NOT NULL,
     tacs BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS booked_cards (
+    day INTEGER PRIMARY KEY REFERENCES day(day),
+    card_ids BLOB NOT NULL,
+    card_counters BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reversal (
     terminal_id INTEGER NOT NULL,
@@ -136,10 +142,15 @@ class ClearingLedger:
         return self.folder / f".journal-{day:04d}"
 
     def booked_index(self) -> BookedIndex:
-        """Every record id booked on a closed day, with its TAC."""
+        """Every record id booked on a closed day, with its TAC, and the card counters they
+        spent."""
         rows = self.db.execute("SELECT rids, tacs FROM booked ORDER BY day").fetchall()
+        cards = self.db.execute(
+            "SELECT card_ids, card_counters FROM booked_cards ORDER BY day"
+        ).fetchall()
         return BookedIndex.of_days(
-            [(np.frombuffer(r, np.uint64), np.frombuffer(t, np.uint64)) for r, t in rows]
+            [(np.frombuffer(r, "<u8"), np.frombuffer(t, "<u8")) for r, t in rows],
+            [(np.frombuffer(c, "<u8"), np.frombuffer(k, "<u4")) for c, k in cards],
         )
 
     def booked_day(self, rids: np.ndarray) -> np.ndarray:
@@ -177,13 +188,14 @@ class ClearingLedger:
     def commit_day(
         self,
         closed: ClosedDay,
-        booked: tuple[np.ndarray, np.ndarray],
+        booked: BookedIndex,
         reversals: list[tuple[int, int, int]],
     ) -> None:
-        """The commit point of closing a day: its row, booked ids and TACs, and reversals
-        (terminal_id, terminal_serial, original_day), in one transaction; then the report
-        and carry folders, already complete under temporary names, are put in place."""
-        rids, tacs = booked
+        """The commit point of closing a day: its row, booked ids and TACs, the card counters
+        they spent, and reversals (terminal_id, terminal_serial, original_day), in one
+        transaction; then the report and carry folders, already complete under temporary
+        names, are put in place."""
+        rids, tacs = booked.rids, booked.tacs
         self.db.execute("BEGIN")
         self.db.execute(
             "INSERT INTO day VALUES (?, ?, ?, ?, ?)",
@@ -192,6 +204,14 @@ class ClearingLedger:
         self.db.execute(
             "INSERT INTO booked VALUES (?, ?, ?)",
             (closed.day, rids.astype("<u8").tobytes(), tacs.astype("<u8").tobytes()),
+        )
+        self.db.execute(
+            "INSERT INTO booked_cards VALUES (?, ?, ?)",
+            (
+                closed.day,
+                booked.card_ids.astype("<u8").tobytes(),
+                booked.card_counters.astype("<u4").tobytes(),
+            ),
         )
         self.db.executemany(
             "INSERT INTO reversal VALUES (?, ?, ?, ?)",

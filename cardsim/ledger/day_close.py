@@ -302,17 +302,21 @@ def _write_carry(folder: Path, log: RecordLog) -> None:
         fsync_tree(folder)
 
 
-def _rids(source: ChunkSource, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Record ids (as `rid`) and TACs of some log rows."""
-    cols = fetch(source, ["terminal_id", "terminal_serial", "tac"], rows)
+def _rids(source: ChunkSource, rows: np.ndarray, *more: str) -> dict[str, np.ndarray]:
+    """Record ids (as `rid`), TACs and the `more` fields of some log rows."""
+    cols = fetch(source, ["terminal_id", "terminal_serial", "tac", *more], rows)
     rid = cols["terminal_id"].astype(np.uint64) << np.uint64(32)
     return {
         "rid": rid | cols["terminal_serial"].astype(np.uint64),
         "tac": cols["tac"].astype(np.uint64),
+        **{name: cols[name] for name in more},
     }
 
 
-def _booked_ids(source: ChunkSource, result: Settlement) -> tuple[np.ndarray, np.ndarray]:
-    """Record ids and TACs of the day's booked records, for the ledger's index."""
-    cols = _rids(source, result.booked)
-    return cols["rid"], cols["tac"]
+def _booked_ids(source: ChunkSource, result: Settlement) -> BookedIndex:
+    """Record ids and TACs of the day's booked records and the card counters they spent, for
+    the ledger's index."""
+    cols = _rids(source, result.booked, "card_id", "card_counter")
+    return BookedIndex.of_days(
+        [(cols["rid"], cols["tac"])], [(cols["card_id"], cols["card_counter"])]
+    )

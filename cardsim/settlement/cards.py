@@ -4,7 +4,9 @@ Both need the booked records grouped by card. Card ids below 2^32 (the norm) pac
 counter into one uint64 key; each chunk collects its keys on its worker thread, and the global
 phase radix-sorts all of them at once (settlement/sorting.py) and finds gaps and clashes in one
 compiled pass. Rows are read back from the log only for the rare clash, and the pending
-rows' card counters only when a gap may hold them (a late record is not a missing one).
+rows' card counters only when a gap may hold them (a late record is not a missing one). With
+a ledger, the counters closed days booked join the clash check: one merge of two sorted key
+arrays.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from numba import njit
 
 from cardsim.records.keys import TAC_FIELDS, compute_tacs
 from cardsim.records.layout import RECORD_FIELDS
+from cardsim.settlement.booked_index import BookedIndex
 from cardsim.settlement.chunk import malformed
 from cardsim.settlement.reasons import PENDING, Alert
 from cardsim.settlement.sorting import sort_runs
@@ -33,13 +36,15 @@ def counter_alerts(
     batch_of: Callable[[np.ndarray], np.ndarray],
     master_key: bytes,
     workers: int = 1,
+    closed: BookedIndex | None = None,
 ) -> list[tuple]:
     """Gaps in each card's counters, and counters booked twice (a cloned card).
 
     A gap is a run of counters that no booked record of the card holds, nor a pending one
-    that the card made (well-formed, with a valid TAC); a clash compares booked records only.
-    `runs` are the chunks' card keys (card_id << 32 | card_counter, each run in any order) of
-    exactly the booked records, or None to rebuild them from the log and `outcome`.
+    that the card made (well-formed, with a valid TAC); a clash compares booked records only,
+    today's with each other and with those of the `closed` days. `runs` are the chunks' card
+    keys (card_id << 32 | card_counter, each run in any order) of exactly the booked records,
+    or None to rebuild them from the log and `outcome`.
     """
     if runs is None:
         card, counter = _booked_by_card(source, outcome)
@@ -48,12 +53,14 @@ def counter_alerts(
         clash = np.flatnonzero(same_card & (counter[1:] == counter[:-1]))
         gap_card, before, after = card[gap], counter[gap], counter[gap + 1]
         clash_cards = card[clash]
+        reused = _reused_cards(card, counter, closed)
     else:
         key = merge_runs(runs, workers)
         gap, clash = _events(key, workers)
         gap_card = key[gap] >> np.uint64(32)
         before, after = key[gap] & _LOW32, key[gap + 1] & _LOW32
         clash_cards = key[clash] >> np.uint64(32)
+        reused = _reused_keys(key, closed)
     gap_card, first, last = _not_pending(
         source,
         outcome,
@@ -66,9 +73,57 @@ def counter_alerts(
         (Alert.CARD_COUNTER_GAP, -1, c, f, g, -1, -1)
         for c, f, g in zip(gap_card.tolist(), first.tolist(), last.tolist(), strict=True)
     ]
-    if len(clash_cards):
-        alerts += _clashes(source, outcome, clash_cards, batch_of)
+    if len(clash_cards) or len(reused):
+        cards = np.union1d(clash_cards.astype(np.uint64), reused)
+        alerts += _clashes(source, outcome, cards, batch_of, closed)
     return alerts
+
+
+def _reused_keys(key: np.ndarray, closed: BookedIndex | None) -> np.ndarray:
+    """Cards of the sorted booked keys that use a counter a closed day booked."""
+    if closed is None or not len(closed.card_ids):
+        return np.empty(0, np.uint64)
+    # Every card here is below 2^32, so only the closed pairs that pack into keys can match.
+    return np.unique(key[_in_sorted(key, closed.card_keys())] >> _S32)
+
+
+def _reused_cards(card: np.ndarray, counter: np.ndarray, closed: BookedIndex | None) -> np.ndarray:
+    """Cards of the booked (card, counter) pairs, sorted by card then counter, that use a
+    counter a closed day booked."""
+    if closed is None or not len(closed.card_ids) or not len(card):
+        return np.empty(0, np.uint64)
+    if int(card.max()) < 2**32:
+        return _reused_keys(card.astype(np.uint64) << _S32 | counter.astype(np.uint64), closed)
+    return np.unique(card[pairs_booked_before(card, counter, closed)]).astype(np.uint64)
+
+
+def pairs_booked_before(card: np.ndarray, counter: np.ndarray, closed: BookedIndex) -> np.ndarray:
+    """Whether each (card, counter) is among the closed days' pairs, for card ids of any size.
+
+    The closed pairs of these cards are gathered by a binary search per card; each card then
+    becomes its rank among these cards, so (rank, counter) packs into one uint64 key.
+    """
+    cards = np.unique(card)
+    lo = np.searchsorted(closed.card_ids, cards, side="left")
+    count = np.searchsorted(closed.card_ids, cards, side="right") - lo
+    picked = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())
+    known_rank = np.searchsorted(cards, closed.card_ids[picked]).astype(np.uint64)
+    known = known_rank << _S32 | closed.card_counters[picked].astype(np.uint64)
+    rank = np.searchsorted(cards, card).astype(np.uint64)
+    return np.isin(rank << _S32 | counter.astype(np.uint64), known)
+
+
+@njit(nogil=True, cache=True)
+def _in_sorted(keys: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """For ascending keys, whether each is in ascending `known`: one merge pass, where a
+    binary search per key would cost a cache miss per step on a peak day's ten million."""
+    hit = np.zeros(len(keys), np.bool_)
+    j = 0
+    for i in range(len(keys)):
+        while j < len(known) and known[j] < keys[i]:
+            j += 1
+        hit[i] = j < len(known) and known[j] == keys[i]
+    return hit
 
 
 def _not_pending(
@@ -186,8 +241,10 @@ def _clashes(
     outcome: np.ndarray,
     cards: np.ndarray,
     batch_of: Callable[[np.ndarray], np.ndarray],
+    closed: BookedIndex | None = None,
 ) -> list[tuple]:
-    """Every booked record whose (card, counter) an earlier log row already had."""
+    """Every booked record whose (card, counter) an earlier log row or a closed day already
+    had."""
     booked = np.flatnonzero(outcome == 0)
     cols = fetch(source, ["card_id", "card_counter", "terminal_id"], booked)
     mine = np.isin(cols["card_id"], cards)
@@ -195,7 +252,11 @@ def _clashes(
     card, counter, tid = (cols[n][mine] for n in ("card_id", "card_counter", "terminal_id"))
     order = np.lexsort((rows, counter, card))
     rows, card, counter, tid = rows[order], card[order], counter[order], tid[order]
-    clash = np.flatnonzero((card[1:] == card[:-1]) & (counter[1:] == counter[:-1])) + 1
+    again = np.zeros(len(rows), bool)
+    again[1:] = (card[1:] == card[:-1]) & (counter[1:] == counter[:-1])
+    if closed is not None and len(closed.card_ids) and len(rows):
+        again |= pairs_booked_before(card, counter, closed)
+    clash = np.flatnonzero(again)
     return [
         (Alert.CARD_COUNTER_CLASH, t, c, k, k, b, r)
         for t, c, k, b, r in zip(

@@ -64,14 +64,15 @@ def settle(
     Batches uploaded after `cutoff_ms` (clearing-centre clock, ms) are pending. `workers`
     threads share the chunk pass. A `journal` makes each finished chunk durable and replays
     the chunks it already holds; `booked_before` holds the records booked on closed days,
-    which are not booked again.
+    which are not booked again, and the card counters they spent, which a record booked today
+    must not spend again.
     """
     source = as_source(log)
     phase = terminal_phase(source, registry, cutoff_ms, workers, progress, journal, booked_before)
     whole = [run for run in phase.runs or [] if run is not None]
     runs = whole if phase.runs is not None and len(whole) == len(phase.runs) else None
     alerts = phase.alerts + counter_alerts(
-        source, phase.outcome, runs, phase.batch_of, registry.master_key, workers
+        source, phase.outcome, runs, phase.batch_of, registry.master_key, workers, booked_before
     )
     positions = net_positions(phase.flows, fees or FeeSchedule())
     booked = np.flatnonzero(phase.outcome == BOOKED)

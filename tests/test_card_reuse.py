@@ -1,0 +1,131 @@
+"""Cloned cards across clearing days: a record booked today that spends a card counter a
+closed day already booked is a CARD_COUNTER_CLASH, whichever path the card pass takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cardsim.ledger.day_close import DayInputs, close_day
+from cardsim.records.keys import compute_tacs
+from cardsim.records.log import RecordLog, write_log
+from cardsim.settlement.booked_index import BookedIndex
+from cardsim.settlement.cards import _in_sorted, pairs_booked_before
+from cardsim.settlement.fees import FeeSchedule
+from cardsim.settlement.kernel import settle
+from cardsim.settlement.reasons import BOOKED, Alert
+from cardsim.settlement.result import Settlement
+from cardsim.synthetic import SyntheticDay
+from tests.conftest import small_day
+from tests.ledger_days import rid
+from tests.mutations import clone, rows_of, take_batches
+
+u64 = st.integers(0, 2**64 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(u64, max_size=60), st.lists(u64, max_size=60))
+def test_in_sorted_is_membership(keys: list[int], known: list[int]) -> None:
+    a = np.sort(np.array(keys, np.uint64))
+    b = np.sort(np.array(known, np.uint64))
+    np.testing.assert_array_equal(_in_sorted(a, b), np.isin(a, b))
+
+
+cards = st.sampled_from([1, 2, 7, 2**32 - 1, 2**32, 2**40 + 3, 2**64 - 1])
+counters = st.integers(0, 5) | st.just(2**32 - 1)
+pairs = st.lists(st.tuples(cards, counters), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pairs, st.lists(pairs, max_size=3))
+def test_pairs_booked_before_for_any_card_id(today: list, days: list) -> None:
+    closed = BookedIndex.of_days(
+        [(np.zeros(0, np.uint64), np.zeros(0, np.uint64))], [_arrays(d) for d in days]
+    )
+    spent = {p for d in days for p in d}
+    expected = [p in spent for p in today]
+    card, counter = _arrays(today)
+    np.testing.assert_array_equal(pairs_booked_before(card, counter, closed), expected)
+    keys = closed.card_keys()
+    assert (np.diff(keys.astype(object)) > 0).all()
+    assert sorted(int(k) for k in keys) == sorted(c << 32 | n for c, n in spent if c < 2**32)
+
+
+def _arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    card = np.array([c for c, _ in pairs], np.uint64)
+    return card, np.array([n for _, n in pairs], np.uint32)
+
+
+def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
+    booked = log.records[result.booked]
+    ids = rid(booked["terminal_id"], booked["terminal_serial"])
+    return BookedIndex.of_days(
+        [(ids, booked["tac"])], [(booked["card_id"], booked["card_counter"])]
+    )
+
+
+def two_days(seed: int, retry: bool, big_cards: bool) -> tuple[SyntheticDay, RecordLog, RecordLog]:
+    """One clean day cut in two, with two day-2 records cloning day-1 records' cards."""
+    day = small_day(seed, 300, 6, 10, repeat_fraction=0.0, tampered_batches=0, forged_records=0)
+    n = len(day.log.batches)
+    if big_cards:  # card ids of 2^40 and up: no card key packs into a uint64
+        day.log.records["card_id"] += np.uint64(2**40)
+        day.log.records["tac"] = compute_tacs(day.registry.master_key, day.log.records)
+        for b in range(n):
+            day.resign(b)
+    for a, b in ((0, n // 2), (1, n - 1)):
+        clone(day, int(rows_of(day.log, a)[0]), int(rows_of(day.log, b)[0]))
+    first = take_batches(day.log, list(range(n // 2)))
+    second = take_batches(day.log, [*range(n // 2, n), *([0] if retry else [])])
+    return day, first, second
+
+
+@pytest.mark.parametrize(
+    ("retry", "big_cards"),
+    [(False, False), (True, False), (False, True)],
+    ids=["card-keys", "rebuilt-after-a-retry", "card-ids-over-2^32"],
+)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_counter_spent_on_a_closed_day_clashes_today(
+    retry: bool, big_cards: bool, workers: int
+) -> None:
+    day, first, second = two_days(3, retry, big_cards)
+    one = settle(first, day.registry, workers=workers)
+    assert (one.outcome == BOOKED).all()
+    if not retry:  # (the retried day-1 batch holds the cloned records themselves)
+        alone = settle(second, day.registry, workers=workers)
+        assert not (alone.alerts["code"] == Alert.CARD_COUNTER_CLASH).any()
+    two = settle(second, day.registry, workers=workers, booked_before=index_of(first, one))
+    clash = two.alerts[two.alerts["code"] == Alert.CARD_COUNTER_CLASH]
+    n = len(day.log.batches)
+    targets = [int(rows_of(second, b)[0]) for b in (0, n - 1 - n // 2)]
+    assert sorted(clash["row"].tolist()) == sorted(targets)
+    for a in clash:
+        record = second.records[a["row"]]
+        assert a["card_id"] == np.int64(record["card_id"]).astype(np.uint64).view(np.int64)
+        assert a["first"] == a["last"] == record["card_counter"]
+        assert a["terminal_id"] == record["terminal_id"]
+    assert (two.outcome[targets] == BOOKED).all()  # an alert, not a rejection
+
+
+def test_the_ledger_remembers_card_counters(tmp_path: Path) -> None:
+    day, first, second = two_days(4, retry=False, big_cards=False)
+    day.registry.save(tmp_path / "keys.json")
+    end = int(day.log.batches["uploaded_ms"].max())
+    for k, log in enumerate((first, second), start=1):
+        write_log(tmp_path / f"day{k}", log)
+        inputs = DayInputs(
+            tmp_path / f"day{k}", tmp_path / "keys.json", day.registry, FeeSchedule(), end + k
+        )
+        close_day(tmp_path / "ledger", inputs)
+    alerts = [
+        pd.read_parquet(tmp_path / "ledger" / "days" / f"{k:04d}" / "alerts.parquet")
+        for k in (1, 2)
+    ]
+    assert not (alerts[0]["alert"] == "CARD_COUNTER_CLASH").any()
+    assert (alerts[1]["alert"] == "CARD_COUNTER_CLASH").sum() == 2
