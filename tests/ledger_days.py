@@ -9,7 +9,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from cardsim.records.log import write_log
+from cardsim.records.log import RecordLog, write_log
+from cardsim.settlement.booked_index import BookedIndex
+from cardsim.settlement.result import Settlement
 from tests.conftest import small_day
 from tests.mutations import resend_records, take_batches
 
@@ -17,6 +19,15 @@ from tests.mutations import resend_records, take_batches
 def rid(terminal: npt.ArrayLike, serial: npt.ArrayLike) -> np.ndarray:
     """terminal_id << 32 | terminal_serial."""
     return (np.asarray(terminal, np.uint64) << np.uint64(32)) | np.asarray(serial, np.uint64)
+
+
+def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
+    """What the ledger keeps of a closed day that settled `log` as `result`."""
+    booked = log.records[result.booked]
+    ids = rid(booked["terminal_id"], booked["terminal_serial"])
+    return BookedIndex.of_days(
+        [(ids, booked["tac"])], [(booked["card_id"], booked["card_counter"])]
+    )
 
 
 @dataclass

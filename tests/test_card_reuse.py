@@ -3,6 +3,9 @@ closed day already booked is a CARD_COUNTER_CLASH, whichever path the card pass 
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +22,9 @@ from cardsim.settlement.cards import _in_sorted, pairs_booked_before
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle
 from cardsim.settlement.reasons import BOOKED, Alert
-from cardsim.settlement.result import Settlement
 from cardsim.synthetic import SyntheticDay
 from tests.conftest import small_day
-from tests.ledger_days import rid
+from tests.ledger_days import index_of
 from tests.mutations import clone, rows_of, take_batches
 
 u64 = st.integers(0, 2**64 - 1)
@@ -59,14 +61,6 @@ def test_pairs_booked_before_for_any_card_id(today: list, days: list) -> None:
 def _arrays(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     card = np.array([c for c, _ in pairs], np.uint64)
     return card, np.array([n for _, n in pairs], np.uint32)
-
-
-def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
-    booked = log.records[result.booked]
-    ids = rid(booked["terminal_id"], booked["terminal_serial"])
-    return BookedIndex.of_days(
-        [(ids, booked["tac"])], [(booked["card_id"], booked["card_counter"])]
-    )
 
 
 def two_days(seed: int, retry: bool, big_cards: bool) -> tuple[SyntheticDay, RecordLog, RecordLog]:
@@ -113,19 +107,64 @@ def test_a_counter_spent_on_a_closed_day_clashes_today(
     assert (two.outcome[targets] == BOOKED).all()  # an alert, not a rejection
 
 
-def test_the_ledger_remembers_card_counters(tmp_path: Path) -> None:
+def close_two_days(tmp_path: Path, between: Callable[[Path], None] = lambda db: None) -> list:
+    """Close two_days(4) in a ledger, calling `between` on its database after day 1; return
+    each day's summary and alerts."""
     day, first, second = two_days(4, retry=False, big_cards=False)
     day.registry.save(tmp_path / "keys.json")
     end = int(day.log.batches["uploaded_ms"].max())
+    out = []
     for k, log in enumerate((first, second), start=1):
         write_log(tmp_path / f"day{k}", log)
         inputs = DayInputs(
             tmp_path / f"day{k}", tmp_path / "keys.json", day.registry, FeeSchedule(), end + k
         )
-        close_day(tmp_path / "ledger", inputs)
-    alerts = [
-        pd.read_parquet(tmp_path / "ledger" / "days" / f"{k:04d}" / "alerts.parquet")
-        for k in (1, 2)
-    ]
-    assert not (alerts[0]["alert"] == "CARD_COUNTER_CLASH").any()
-    assert (alerts[1]["alert"] == "CARD_COUNTER_CLASH").sum() == 2
+        summary = close_day(tmp_path / "ledger", inputs)
+        report = tmp_path / "ledger" / "days" / f"{k:04d}"
+        out.append((summary["ledger"], pd.read_parquet(report / "alerts.parquet")))
+        if k == 1:
+            between(tmp_path / "ledger" / "ledger.sqlite")
+    return out
+
+
+def test_the_ledger_remembers_card_counters(tmp_path: Path) -> None:
+    (one, alerts_1), (two, alerts_2) = close_two_days(tmp_path)
+    assert not (alerts_1["alert"] == "CARD_COUNTER_CLASH").any()
+    assert (alerts_2["alert"] == "CARD_COUNTER_CLASH").sum() == 2
+    assert one["card_counters_from_day"] == two["card_counters_from_day"] == 1
+
+
+def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) -> None:
+    def as_schema_1(path: Path) -> None:
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("DROP TABLE booked_cards")
+            db.execute("DELETE FROM meta WHERE key = 'card_counters_from_day'")
+            db.execute("UPDATE meta SET value = 'cardsim.ledger/1' WHERE key = 'schema'")
+
+    _, (two, alerts_2) = close_two_days(tmp_path, as_schema_1)
+    assert two["card_counters_from_day"] == 2  # day 1's counters were never kept
+    assert not (alerts_2["alert"] == "CARD_COUNTER_CLASH").any()
+    with closing(sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+            "cardsim.ledger/2",
+        )
+        assert db.execute("SELECT day FROM booked_cards").fetchall() == [(2,)]
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+@pytest.mark.parametrize("late_share", [0.2, 0.5])
+def test_counters_a_closed_day_booked_are_not_gaps_today(seed: int, late_share: float) -> None:
+    """Terminals that upload late book a card's earlier counters after a closed day booked its
+    later ones: on a day without lost records, the late day has no counter gap."""
+    day = small_day(seed, 300, 6, 10, repeat_fraction=0.0, tampered_batches=0, forged_records=0)
+    whole = settle(day.log, day.registry)
+    assert not (whole.alerts["code"] == Alert.CARD_COUNTER_GAP).any()
+    n = len(day.log.batches)
+    late = np.random.default_rng(seed).random(n) < late_share
+    first = take_batches(day.log, np.flatnonzero(~late).tolist())
+    second = take_batches(day.log, np.flatnonzero(late).tolist())
+    one = settle(first, day.registry)
+    assert (one.alerts["code"] == Alert.CARD_COUNTER_GAP).any()  # missing at day 1's close
+    two = settle(second, day.registry, booked_before=index_of(first, one))
+    assert (two.outcome == BOOKED).all()
+    assert not np.isin(two.alerts["code"], [Alert.CARD_COUNTER_GAP, Alert.CARD_COUNTER_CLASH]).any()

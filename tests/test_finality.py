@@ -22,16 +22,14 @@ from cardsim.ledger.day_close import DayInputs, close_day
 from cardsim.records.codes import Participant
 from cardsim.records.keys import load_registry
 from cardsim.records.log import RecordLog
-from cardsim.settlement.booked_index import BookedIndex
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle
 from cardsim.settlement.positions import flow_sums, net_positions
 from cardsim.settlement.reasons import BOOKED, Alert, Reason
 from cardsim.settlement.reference import reference_settle
-from cardsim.settlement.result import Settlement
 from cardsim.synthetic import SyntheticDay
 from tests.conftest import small_day
-from tests.ledger_days import Days, build_days, rid
+from tests.ledger_days import Days, build_days, index_of, rid
 from tests.mutations import clone, resend_records, rows_of, take_batches
 
 NO_FEES = FeeSchedule({}, {})
@@ -258,13 +256,13 @@ def test_days_book_what_one_log_of_both_days_books(seed: int) -> None:
     whole = settle(day.log, day.registry).outcome == BOOKED
     good = [b for b in range(n) if whole[rows_of(day.log, b)].all()]
     early, late = [b for b in good if b < n // 2], [b for b in good if b >= n // 2]
-    for a, b in ((early[0], late[0]), (early[1], late[1]), (late[2], late[1])):
+    for a, b in ((early[0], late[0]), (early[1], late[1]), (late[2], late[3])):
         clone(day, int(rows_of(day.log, a)[0]), int(rows_of(day.log, b)[-1]))
-    resend_records(day, 2, alter=False)
+    resend_records(day, 2, alter=False)  # batches n and n + 1: day-1 records in new batches
     resend_records(day, 5, alter=True)
     log = day.log
     first = take_batches(log, list(range(n // 2)))
-    second = take_batches(log, [*range(n // 2, n), 0, 1, 7])  # day-1 batches retried
+    second = take_batches(log, [*range(n // 2, n + 2), 0, 1, 7])  # day-1 batches retried
     one = settle(first, day.registry)
     two = settle(second, day.registry, booked_before=index_of(first, one))
     both: RecordLog = first.concat(second)
@@ -273,6 +271,7 @@ def test_days_book_what_one_log_of_both_days_books(seed: int) -> None:
     np.testing.assert_array_equal(one.outcome == BOOKED, is_booked[: len(first.records)])
     np.testing.assert_array_equal(two.outcome == BOOKED, is_booked[len(first.records) :])
     assert np.count_nonzero(np.isin(two.outcome, [Reason.DUPLICATE_RECORD])) > 0
+    assert np.count_nonzero(np.isin(two.outcome, [Reason.RECORD_CONFLICT])) > 0
     gross = [p["received_fen"].sum() for p in (one.positions, two.positions)]
     assert sum(gross) == reference.positions["received_fen"].sum()
     # Clones are caught across the days as within one log, naming the same records.
@@ -281,15 +280,6 @@ def test_days_book_what_one_log_of_both_days_books(seed: int) -> None:
     day1 = first.records[one.booked]
     spent = set(zip(day1["card_id"].tolist(), day1["card_counter"].tolist(), strict=True))
     assert any((card, counter) in spent for _, card, counter, *_ in clashes(two.alerts, 0, 0))
-
-
-def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
-    """What the ledger keeps of a closed day that settled `log` as `result`."""
-    booked = log.records[result.booked]
-    ids = rid(booked["terminal_id"], booked["terminal_serial"])
-    return BookedIndex.of_days(
-        [(ids, booked["tac"])], [(booked["card_id"], booked["card_counter"])]
-    )
 
 
 def clashes(alerts: np.ndarray, row: int, batch_row: int) -> set[tuple[int, ...]]:

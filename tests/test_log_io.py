@@ -57,6 +57,10 @@ def test_assemble_matches_field_by_field(n: int) -> None:
     expected = raw.view(RECORD_DTYPE)
     columns = {name: np.ascontiguousarray(expected[name]) for name in RECORD_FIELDS}
     assert log_module.assemble(columns, n).tobytes() == expected.tobytes()
+    if n:  # a column one value short is refused, not broadcast over its last block
+        short = {**columns, "payee": columns["payee"][:-1]}
+        with pytest.raises(AssertionError, match="every column"):
+            log_module.assemble(short, n)
 
 
 def test_row_groups_end_on_batch_boundaries(written) -> None:

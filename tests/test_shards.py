@@ -32,6 +32,7 @@ from cardsim.settlement.source import as_source
 from cardsim.synthetic import SyntheticDay
 from tests import mutations
 from tests.conftest import small_day
+from tests.ledger_days import index_of
 from tests.test_properties import dirty_days
 
 
@@ -53,6 +54,22 @@ def test_shards_agree_with_the_kernel_on_dirty_logs(case, shards: int) -> None:
     whole = settle(day.log, day.registry, cutoff_ms=cutoff)
     sharded = settle_in_shards(day.log, day.registry, cutoff_ms=cutoff, shards=shards)
     assert_same(whole, sharded)
+
+
+def test_shards_agree_with_the_kernel_after_a_closed_day() -> None:
+    """Records and card counters booked on a closed day: the merge's card pass sees them."""
+    day = small_day(3, 300, 6, 10, repeat_fraction=0.0, tampered_batches=0, forged_records=0)
+    n = len(day.log.batches)
+    for a, b in ((0, n // 2), (1, n - 1)):
+        mutations.clone(
+            day, int(mutations.rows_of(day.log, a)[0]), int(mutations.rows_of(day.log, b)[0])
+        )
+    first = mutations.take_batches(day.log, list(range(n // 2)))
+    second = mutations.take_batches(day.log, [*range(n // 2, n), 0])
+    closed = index_of(first, settle(first, day.registry))
+    whole = settle(second, day.registry, booked_before=closed)
+    assert (whole.alerts["code"] == Alert.CARD_COUNTER_CLASH).sum() == 2
+    assert_same(whole, settle_in_shards(second, day.registry, shards=3, booked_before=closed))
 
 
 def cross_shard_clone() -> SyntheticDay:

@@ -35,7 +35,10 @@ from cardsim.ledger.durable import (
 )
 from cardsim.settlement.booked_index import BookedIndex
 
-LEDGER_SCHEMA = "cardsim.ledger/1"
+LEDGER_SCHEMA = "cardsim.ledger/2"
+_SCHEMA_1 = "cardsim.ledger/1"
+"""The schema before the ledger kept each day's card counters (booked_cards)."""
+_CARDS_FROM = "card_counters_from_day"
 DB_FILE = "ledger.sqlite"
 
 _TABLES = """
@@ -65,6 +68,16 @@ CREATE TABLE IF NOT EXISTS reversal (
     PRIMARY KEY (terminal_id, terminal_serial)
 );
 """
+
+
+def _upgrade_from_1(db: sqlite3.Connection) -> None:
+    """A schema-1 ledger kept no card counters: the days it closed take no part in the clone
+    check, which starts with the open day (summary.json says from which day)."""
+    db.execute("BEGIN")
+    (next_day,) = db.execute("SELECT COALESCE(MAX(day), 0) + 1 FROM day").fetchone()
+    db.execute("INSERT INTO meta VALUES (?, ?)", (_CARDS_FROM, str(next_day)))
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (LEDGER_SCHEMA,))
+    db.execute("COMMIT")
 
 
 @dataclass(frozen=True)
@@ -99,7 +112,11 @@ class ClearingLedger:
         db.executescript(_TABLES)
         schema = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if schema is None:
-            db.execute("INSERT INTO meta VALUES ('schema', ?)", (LEDGER_SCHEMA,))
+            db.executemany(
+                "INSERT INTO meta VALUES (?, ?)", [("schema", LEDGER_SCHEMA), (_CARDS_FROM, "1")]
+            )
+        elif schema[0] == _SCHEMA_1:
+            _upgrade_from_1(db)
         elif schema[0] != LEDGER_SCHEMA:
             raise InputError(
                 folder / DB_FILE, f"ledger schema {schema[0]}, expected {LEDGER_SCHEMA}"
@@ -107,6 +124,12 @@ class ClearingLedger:
         ledger = cls(folder, db, hook or CrashHook())
         ledger._recover()
         return ledger
+
+    def card_counters_from(self) -> int:
+        """The first day whose card counters the ledger keeps: 1, unless an earlier cardsim
+        made the ledger and closed the days before it."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_CARDS_FROM,)).fetchone()
+        return int(row[0])
 
     def closed_days(self) -> list[ClosedDay]:
         """Every closed day, in order."""

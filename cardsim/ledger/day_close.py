@@ -125,6 +125,7 @@ def _settle_day(
     result = _with_reversals(result, source, reversal_flows(reversals), inputs.fees)
     report = ledger.partial(ledger.report_dir(day.day))
     extra = _ledger_block(day.day, day.cutoff_ms, last, source, result, index, reversals)
+    extra["ledger"]["card_counters_from_day"] = ledger.card_counters_from()
     doc = _write_report(report, result, source, reversals, {"log": str(inputs.log), **extra})
     carried = pending_log(source, result.outcome)
     _write_carry(ledger.partial(ledger.carry_dir(day.day)), carried)

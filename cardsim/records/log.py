@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,14 +323,17 @@ class LogReader:
 
 
 ASSEMBLY_BLOCK = 16384
-"""Records assembled per block: 1 MiB, about one core's own (L2) cache here, so a block stays in
-it while every field is written in. Whole-column writes stream the chunk through memory once per
-field, and two threads doing that contend for the shared cache and memory; smaller blocks mean
-more numpy calls, each of which holds the GIL."""
+"""Records assembled per block (1 MiB of records, read from 1 MiB of column slices): a block
+stays in the cores' caches while every field is written into it. Whole-column writes stream
+the chunk through memory once per field, and two threads doing that contend for the shared
+cache and memory. Smaller blocks mean more numpy calls, each of which holds the GIL; blocks of
+4,096 to 32,768 records measured alike here, all faster on two workers than whole columns."""
 
 
-def assemble(columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+def assemble(columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     """The n records (RECORD_DTYPE) whose fields are these columns."""
+    if any(len(columns[name]) != n for name in RECORD_FIELDS):
+        raise AssertionError(f"every column must hold {n} values")
     records = np.empty(n, dtype=RECORD_DTYPE)
     for start in range(0, n, ASSEMBLY_BLOCK):
         block = records[start : start + ASSEMBLY_BLOCK]

@@ -68,6 +68,7 @@ def counter_alerts(
         gap_card.astype(np.uint64),
         before.astype(np.int64) + 1,
         after.astype(np.int64) - 1,
+        closed,
     )
     alerts = [
         (Alert.CARD_COUNTER_GAP, -1, c, f, g, -1, -1)
@@ -98,19 +99,25 @@ def _reused_cards(card: np.ndarray, counter: np.ndarray, closed: BookedIndex | N
 
 
 def pairs_booked_before(card: np.ndarray, counter: np.ndarray, closed: BookedIndex) -> np.ndarray:
-    """Whether each (card, counter) is among the closed days' pairs, for card ids of any size.
-
-    The closed pairs of these cards are gathered by a binary search per card; each card then
-    becomes its rank among these cards, so (rank, counter) packs into one uint64 key.
+    """Whether each (card, counter) is among the closed days' pairs, for card ids of any size:
+    each card becomes its rank among these cards, so (rank, counter) packs into one uint64 key.
     """
     cards = np.unique(card)
+    known_card, known_counter = closed_pairs_of(cards, closed)
+    known = np.searchsorted(cards, known_card).astype(np.uint64) << _S32 | known_counter
+    rank = np.searchsorted(cards, card).astype(np.uint64)
+    return np.isin(rank << _S32 | counter.astype(np.uint64), known)
+
+
+def closed_pairs_of(cards: np.ndarray, closed: BookedIndex | None) -> tuple[np.ndarray, np.ndarray]:
+    """The closed days' (card_id, card_counter) pairs of these cards (ascending, distinct), as
+    uint64 arrays: a binary search per card in the closed pairs, which are sorted by card."""
+    if closed is None or not len(closed.card_ids) or not len(cards):
+        return np.empty(0, np.uint64), np.empty(0, np.uint64)
     lo = np.searchsorted(closed.card_ids, cards, side="left")
     count = np.searchsorted(closed.card_ids, cards, side="right") - lo
     picked = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())
-    known_rank = np.searchsorted(cards, closed.card_ids[picked]).astype(np.uint64)
-    known = known_rank << _S32 | closed.card_counters[picked].astype(np.uint64)
-    rank = np.searchsorted(cards, card).astype(np.uint64)
-    return np.isin(rank << _S32 | counter.astype(np.uint64), known)
+    return closed.card_ids[picked], closed.card_counters[picked].astype(np.uint64)
 
 
 @njit(nogil=True, cache=True)
@@ -133,25 +140,31 @@ def _not_pending(
     card: np.ndarray,
     first: np.ndarray,
     last: np.ndarray,
+    closed: BookedIndex | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(card, first, last) of the runs of each gap first..last that no pending record of the
-    card's own making holds.
+    card's own making holds, nor a record a `closed` day booked.
 
     A pending record (uploaded after the cut-off) is booked on a later clearing day: its
     counter is late, not missing. Its batch is not checked today, so only a record that the
     card made (well-formed, TAC valid) fills a gap: a fabricated one must not hide a missing
-    counter. Pending rows are read back only when there are gaps; a late upload can open
-    thousands of gaps, so all of them are cut in one vectorized pass.
+    counter. Nor is a counter a closed day booked: a terminal uploading late books a card's
+    earlier counters today, after a closed day booked its later ones. Pending rows are read
+    back only when there are gaps; a late upload can open thousands of gaps, so all of them
+    are cut in one vectorized pass.
     """
+    cards = np.unique(card)
     pending = np.flatnonzero(outcome == PENDING) if len(card) else np.empty(0, np.int64)
-    if not len(pending):
+    spent_card, spent_counter = closed_pairs_of(cards, closed)
+    if not len(pending) and not len(spent_card):
         return card, first, last
+    cols = _made_by_card(source, master_key, pending, cards)
+    held_card = np.concatenate((cols["card_id"].astype(np.uint64), spent_card))
+    held_counter = np.concatenate((cols["card_counter"].astype(np.uint64), spent_counter))
     # Cards become their rank among the gap cards, so (rank, counter) packs into one uint64
     # key whatever the card id's size.
-    cards = np.unique(card)
-    cols = _made_by_card(source, master_key, pending, cards)
-    rank = np.searchsorted(cards, cols["card_id"]).astype(np.uint64)
-    held = np.unique(rank << _S32 | cols["card_counter"].astype(np.uint64))
+    rank = np.searchsorted(cards, held_card).astype(np.uint64)
+    held = np.unique(rank << _S32 | held_counter)
     base = np.searchsorted(cards, card).astype(np.uint64) << _S32
     lo = np.searchsorted(held, base | first.astype(np.uint64), side="left")
     count = np.searchsorted(held, base | last.astype(np.uint64), side="right") - lo

@@ -25,8 +25,8 @@ import numpy as np
 
 from cardsim.errors import InputError
 from cardsim.records.keys import KeyRegistry
-from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
-from cardsim.records.log import Chunk, LogReader, RecordLog
+from cardsim.records.layout import RECORD_FIELDS
+from cardsim.records.log import Chunk, LogReader, RecordLog, assemble
 from cardsim.settlement.booked_index import BookedIndex
 from cardsim.settlement.cards import counter_alerts, merge_runs
 from cardsim.settlement.chunk import _card_keys
@@ -255,10 +255,7 @@ class ShardSource:
         """Records, shard batch rows and every field as a contiguous column."""
         columns = self._select(chunk, [*RECORD_FIELDS, "batch_row"])
         batch_row = columns.pop("batch_row")
-        records = np.empty(len(batch_row), RECORD_DTYPE)
-        for name in RECORD_FIELDS:
-            records[name] = columns[name]
-        return records, batch_row, columns
+        return assemble(columns, len(batch_row)), batch_row, columns
 
     def read_chunk(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
         """Records and shard batch rows of one chunk."""
@@ -303,7 +300,8 @@ def settle_shard(
     including the card pass and netting (`merge_shards` does those once for the whole log).
 
     `booked_before` holds record ids booked on closed days, as for `kernel.settle`; ids of
-    other terminals in it are simply never met.
+    other terminals in it are simply never met. Its card counters are the card pass's: give
+    it to `merge_shards` as `closed`.
     """
     phase = terminal_phase(source, registry, cutoff_ms, workers, progress, None, booked_before)
     keys = _shard_card_keys(source, phase.outcome, phase.runs, workers)
@@ -335,9 +333,11 @@ def merge_shards(
     master_key: bytes,
     fees: FeeSchedule | None = None,
     workers: int = 1,
+    closed: BookedIndex | None = None,
 ) -> Settlement:
     """The whole log's settlement from its shards: outcomes put back in place, the card pass
-    over all booked records, netting over all flows. Equal to `kernel.settle` on the log."""
+    over all booked records, netting over all flows. Equal to `kernel.settle` on the log
+    (with `booked_before=closed` when the shards were settled with it)."""
     if sum(p.records for p in plans) != source.rows or len(plans) != len(results):
         raise AssertionError("shards do not cover the log")
     outcome = np.empty(source.rows, np.uint8)
@@ -348,7 +348,7 @@ def merge_shards(
     runs = [r.card_keys for r in results]
     card_runs = None if any(run is None for run in runs) else [r for r in runs if r is not None]
     card_alerts = counter_alerts(
-        source, outcome, card_runs, _locator(*extents), master_key, workers
+        source, outcome, card_runs, _locator(*extents), master_key, workers, closed
     )
     alerts = np.concatenate(
         [r.alerts for r in results] + [np.array(card_alerts, dtype=ALERT_DTYPE)]
@@ -386,6 +386,7 @@ def settle_in_shards(
     cutoff_ms: int | None = None,
     shards: int = 2,
     workers: int = 1,
+    booked_before: BookedIndex | None = None,
 ) -> Settlement:
     """Plan, settle every shard here one after another, and merge: what a cluster does across
     machines, in one process (for tests, and to check a plan without a cluster)."""
@@ -398,7 +399,10 @@ def settle_in_shards(
             registry_for(registry, source.batches[plan.batch_rows]),
             cutoff_ms,
             workers,
+            booked_before=booked_before,
         )
         for plan in plans
     ]
-    return merge_shards(source, extents, plans, results, registry.master_key, fees, workers)
+    return merge_shards(
+        source, extents, plans, results, registry.master_key, fees, workers, booked_before
+    )
