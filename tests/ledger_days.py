@@ -25,8 +25,11 @@ def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
     """What the ledger keeps of a closed day that settled `log` as `result`."""
     booked = log.records[result.booked]
     ids = rid(booked["terminal_id"], booked["terminal_serial"])
+    batches = log.batches[np.unique(log.batch_row[result.booked])]
     return BookedIndex.of_days(
-        [(ids, booked["tac"])], [(booked["card_id"], booked["card_counter"])]
+        [(ids, booked["tac"])],
+        [(booked["card_id"], booked["card_counter"])],
+        [rid(batches["terminal_id"], batches["batch_serial"])],
     )
 
 

@@ -131,18 +131,18 @@ def test_the_ledger_remembers_card_counters(tmp_path: Path) -> None:
     (one, alerts_1), (two, alerts_2) = close_two_days(tmp_path)
     assert not (alerts_1["alert"] == "CARD_COUNTER_CLASH").any()
     assert (alerts_2["alert"] == "CARD_COUNTER_CLASH").sum() == 2
-    assert one["card_counters_from_day"] == two["card_counters_from_day"] == 1
+    assert one["cross_day_checks_from_day"] == two["cross_day_checks_from_day"] == 1
 
 
 def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) -> None:
     def as_schema_1(path: Path) -> None:
         with closing(sqlite3.connect(path)) as db, db:
             db.execute("DROP TABLE booked_cards")
-            db.execute("DELETE FROM meta WHERE key = 'card_counters_from_day'")
+            db.execute("DELETE FROM meta WHERE key = 'cross_day_checks_from_day'")
             db.execute("UPDATE meta SET value = 'cardsim.ledger/1' WHERE key = 'schema'")
 
     _, (two, alerts_2) = close_two_days(tmp_path, as_schema_1)
-    assert two["card_counters_from_day"] == 2  # day 1's counters were never kept
+    assert two["cross_day_checks_from_day"] == 2  # day 1's counters and serials were never kept
     assert not (alerts_2["alert"] == "CARD_COUNTER_CLASH").any()
     with closing(sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
@@ -168,3 +168,50 @@ def test_counters_a_closed_day_booked_are_not_gaps_today(seed: int, late_share: 
     two = settle(second, day.registry, booked_before=index_of(first, one))
     assert (two.outcome == BOOKED).all()
     assert not np.isin(two.alerts["code"], [Alert.CARD_COUNTER_GAP, Alert.CARD_COUNTER_CLASH]).any()
+    # Nor are the terminal and batch serials day 1 booked missing on day 2.
+    serial_gaps = [Alert.TERMINAL_SERIAL_GAP, Alert.BATCH_SERIAL_GAP]
+    assert np.isin(one.alerts["code"], serial_gaps).any()
+    assert not np.isin(two.alerts["code"], serial_gaps).any()
+
+
+def test_a_batch_lost_between_days_is_the_only_serial_gap_left() -> None:
+    """One terminal's batches 0..5: day 1 holds 0 and 2, day 2 holds 1 (late), 4 and 5, and
+    batch 3 never arrives. Day 2 reports exactly batch 3's serials missing, not batch 2's."""
+    day = small_day(8, 600, 6, 10, repeat_fraction=0.0, tampered_batches=0, forged_records=0)
+    batches = day.log.batches
+    terminal = batches["terminal_id"][0]
+    mine = np.flatnonzero(batches["terminal_id"] == terminal)
+    mine = mine[np.argsort(batches["batch_serial"][mine])][:6].tolist()
+    others = np.flatnonzero(batches["terminal_id"] != terminal).tolist()
+    first = take_batches(day.log, [*others, mine[0], mine[2]])
+    second = take_batches(day.log, [mine[1], mine[4], mine[5]])
+    one = settle(first, day.registry)
+    two = settle(second, day.registry, booked_before=index_of(first, one))
+    lost = batches[mine[3]]
+    gaps = two.alerts[
+        np.isin(two.alerts["code"], [Alert.TERMINAL_SERIAL_GAP, Alert.BATCH_SERIAL_GAP])
+    ]
+    assert sorted(
+        (int(a["code"]), int(a["terminal_id"]), int(a["first"]), int(a["last"])) for a in gaps
+    ) == sorted(
+        [
+            (
+                Alert.TERMINAL_SERIAL_GAP,
+                int(terminal),
+                int(lost["first_serial"]),
+                int(lost["last_serial"]),
+            ),
+            (
+                Alert.BATCH_SERIAL_GAP,
+                int(terminal),
+                int(lost["batch_serial"]),
+                int(lost["batch_serial"]),
+            ),
+        ]
+    )
+    alone = settle(second, day.registry)  # without the closed day, batches 2 and 3 look lost
+    assert len(alone.alerts[np.isin(alone.alerts["code"], [Alert.BATCH_SERIAL_GAP])]) == 1
+    assert (
+        alone.alerts[alone.alerts["code"] == Alert.BATCH_SERIAL_GAP]["first"][0]
+        < lost["batch_serial"]
+    )

@@ -2,17 +2,18 @@
 
 A folder:
 
-    LEDGER/ledger.sqlite     closed days, booked record ids and card counters per day,
-                             reversals (WAL, FULL)
+    LEDGER/ledger.sqlite     closed days, booked record ids, card counters and batch
+                             serials per day, reversals (WAL, FULL)
     LEDGER/days/NNNN/        each closed day's report, with SHA256SUMS
     LEDGER/carry/NNNN/       records pending at day NNNN's cut-off, settled on day NNNN + 1
 
 Closing a day is one SQLite transaction (the day row with its report's SHA-256, the day's
-booked ids and TACs and the card counters they spent, its reversals) and nothing else: the
-report and carry folders are written and fsynced under temporary names first and renamed into
-place after the commit, so `days/NNNN/` exists only for a closed day. A crash between the
-commit and the renames is finished when the ledger is next opened. Nothing ever writes into a
-closed day's folder; its report's hash is checked whenever the ledger reads from it.
+booked ids and TACs, the card counters and batch serials they came with, its reversals) and
+nothing else: the report and carry folders are written and fsynced under temporary names first
+and renamed into place after the commit, so `days/NNNN/` exists only for a closed day. A crash
+between the commit and the renames is finished when the ledger is next opened. Nothing ever
+writes into a closed day's folder; its report's hash is checked whenever the ledger reads from
+it.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ from cardsim.settlement.booked_index import BookedIndex
 
 LEDGER_SCHEMA = "cardsim.ledger/2"
 _SCHEMA_1 = "cardsim.ledger/1"
-"""The schema before the ledger kept each day's card counters (booked_cards)."""
-_CARDS_FROM = "card_counters_from_day"
+"""The schema before the ledger kept each day's card counters and batch serials."""
+_CARDS_FROM = "cross_day_checks_from_day"
 DB_FILE = "ledger.sqlite"
 
 _TABLES = """
@@ -60,6 +61,10 @@ CREATE TABLE IF NOT EXISTS booked_cards (
     card_ids BLOB NOT NULL,
     card_counters BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS booked_batches (
+    day INTEGER PRIMARY KEY REFERENCES day(day),
+    batch_keys BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS reversal (
     terminal_id INTEGER NOT NULL,
     terminal_serial INTEGER NOT NULL,
@@ -71,8 +76,9 @@ CREATE TABLE IF NOT EXISTS reversal (
 
 
 def _upgrade_from_1(db: sqlite3.Connection) -> None:
-    """A schema-1 ledger kept no card counters: the days it closed take no part in the clone
-    check, which starts with the open day (summary.json says from which day)."""
+    """A schema-1 ledger kept no card counters or batch serials: the days it closed take no
+    part in the card pass or the serial gaps of later days, which start with the open day
+    (summary.json says from which day)."""
     db.execute("BEGIN")
     (next_day,) = db.execute("SELECT COALESCE(MAX(day), 0) + 1 FROM day").fetchone()
     db.execute("INSERT INTO meta VALUES (?, ?)", (_CARDS_FROM, str(next_day)))
@@ -125,9 +131,9 @@ class ClearingLedger:
         ledger._recover()
         return ledger
 
-    def card_counters_from(self) -> int:
-        """The first day whose card counters the ledger keeps: 1, unless an earlier cardsim
-        made the ledger and closed the days before it."""
+    def cross_day_checks_from(self) -> int:
+        """The first day whose card counters and batch serials the ledger keeps: 1, unless an
+        earlier cardsim made the ledger and closed the days before it."""
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_CARDS_FROM,)).fetchone()
         return int(row[0])
 
@@ -165,15 +171,17 @@ class ClearingLedger:
         return self.folder / f".journal-{day:04d}"
 
     def booked_index(self) -> BookedIndex:
-        """Every record id booked on a closed day, with its TAC, and the card counters they
-        spent."""
+        """Every record id booked on a closed day, with its TAC, the card counter it spent and
+        its batch's serial."""
         rows = self.db.execute("SELECT rids, tacs FROM booked ORDER BY day").fetchall()
         cards = self.db.execute(
             "SELECT card_ids, card_counters FROM booked_cards ORDER BY day"
         ).fetchall()
+        batches = self.db.execute("SELECT batch_keys FROM booked_batches ORDER BY day").fetchall()
         return BookedIndex.of_days(
             [(np.frombuffer(r, "<u8"), np.frombuffer(t, "<u8")) for r, t in rows],
             [(np.frombuffer(c, "<u8"), np.frombuffer(k, "<u4")) for c, k in cards],
+            [np.frombuffer(b, "<u8") for (b,) in batches],
         )
 
     def booked_day(self, rids: np.ndarray) -> np.ndarray:
@@ -215,9 +223,9 @@ class ClearingLedger:
         reversals: list[tuple[int, int, int]],
     ) -> None:
         """The commit point of closing a day: its row, booked ids and TACs, the card counters
-        they spent, and reversals (terminal_id, terminal_serial, original_day), in one
-        transaction; then the report and carry folders, already complete under temporary
-        names, are put in place."""
+        and batch serials they came with, and reversals (terminal_id, terminal_serial,
+        original_day), in one transaction; then the report and carry folders, already complete
+        under temporary names, are put in place."""
         rids, tacs = booked.rids, booked.tacs
         self.db.execute("BEGIN")
         self.db.execute(
@@ -235,6 +243,10 @@ class ClearingLedger:
                 booked.card_ids.astype("<u8").tobytes(),
                 booked.card_counters.astype("<u4").tobytes(),
             ),
+        )
+        self.db.execute(
+            "INSERT INTO booked_batches VALUES (?, ?)",
+            (closed.day, booked.batch_keys.astype("<u8").tobytes()),
         )
         self.db.executemany(
             "INSERT INTO reversal VALUES (?, ?, ?, ?)",

@@ -125,7 +125,7 @@ def _settle_day(
     result = _with_reversals(result, source, reversal_flows(reversals), inputs.fees)
     report = ledger.partial(ledger.report_dir(day.day))
     extra = _ledger_block(day.day, day.cutoff_ms, last, source, result, index, reversals)
-    extra["ledger"]["card_counters_from_day"] = ledger.card_counters_from()
+    extra["ledger"]["cross_day_checks_from_day"] = ledger.cross_day_checks_from()
     doc = _write_report(report, result, source, reversals, {"log": str(inputs.log), **extra})
     carried = pending_log(source, result.outcome)
     _write_carry(ledger.partial(ledger.carry_dir(day.day)), carried)
@@ -315,9 +315,12 @@ def _rids(source: ChunkSource, rows: np.ndarray, *more: str) -> dict[str, np.nda
 
 
 def _booked_ids(source: ChunkSource, result: Settlement) -> BookedIndex:
-    """Record ids and TACs of the day's booked records and the card counters they spent, for
-    the ledger's index."""
-    cols = _rids(source, result.booked, "card_id", "card_counter")
+    """Record ids and TACs of the day's booked records, the card counters they spent and the
+    serials of their batches, for the ledger's index."""
+    cols = _rids(source, result.booked, "card_id", "card_counter", "batch_row")
+    batches = source.batches[np.unique(cols["batch_row"])]
+    batch_keys = batches["terminal_id"].astype(np.uint64) << np.uint64(32)
+    batch_keys |= batches["batch_serial"].astype(np.uint64)
     return BookedIndex.of_days(
-        [(cols["rid"], cols["tac"])], [(cols["card_id"], cols["card_counter"])]
+        [(cols["rid"], cols["tac"])], [(cols["card_id"], cols["card_counter"])], [batch_keys]
     )

@@ -423,9 +423,9 @@ corrections_not_reversed          integer       Correction lines with another ou
     (reversals.csv).
 carried_out_records               integer       Records pending at today's cut-off, kept in
     carry/NNNN/ for the next day.
-card_counters_from_day            integer       First day whose card counters the ledger
-    keeps: a counter spent on an earlier day and again today is not seen as a clone (1 unless
-    an earlier cardsim made the ledger).
+cross_day_checks_from_day         integer       First day whose card counters and batch
+    serials the ledger keeps, for today's card pass and serial gaps (1 unless an earlier
+    cardsim made the ledger).
 """
 """summary.json `ledger` of a closed clearing day (docs/settlement.md section 7)."""
 

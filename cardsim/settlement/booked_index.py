@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cardsim.settlement.chunk import LogState
+from cardsim.settlement.gaps import still_missing
 from cardsim.settlement.grouping import Sums
 from cardsim.settlement.positions import flow_sums
 from cardsim.settlement.reasons import BOOKED, Alert, Reason
@@ -54,6 +55,9 @@ class BookedIndex:
     """(card_id, card_counter) of the records booked on closed days, sorted by card, then
     counter, and distinct. A card spends each counter once, so a record booked today with one
     of these is a cloned card's (the card pass's CARD_COUNTER_CLASH)."""
+    batch_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    """terminal_id << 32 | batch_serial of the batches closed days booked records from,
+    ascending and distinct."""
 
     @classmethod
     def empty(cls) -> BookedIndex:
@@ -65,9 +69,10 @@ class BookedIndex:
         cls,
         days: list[tuple[np.ndarray, np.ndarray]],
         cards: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        batches: list[np.ndarray] | None = None,
     ) -> BookedIndex:
-        """The union of several days' (rids, tacs) and (card_ids, card_counters); a record id
-        booked twice is an error."""
+        """The union of several days' (rids, tacs), (card_ids, card_counters) and batch keys;
+        a record id booked twice is an error."""
         if not days:
             return cls.empty()
         rids = np.concatenate([d[0] for d in days]).astype(np.uint64)
@@ -76,7 +81,8 @@ class BookedIndex:
         rids, tacs = rids[order], tacs[order]
         if len(rids) > 1 and bool(np.any(rids[1:] == rids[:-1])):
             raise AssertionError("a record id was booked on two days")
-        return cls(rids, tacs, *_distinct_pairs(cards or []))
+        batch_keys = np.unique(np.concatenate([*(batches or []), np.empty(0)]).astype(np.uint64))
+        return cls(rids, tacs, *_distinct_pairs(cards or []), batch_keys)
 
     def card_keys(self) -> np.ndarray:
         """card_id << 32 | card_counter of the pairs whose card id is below 2^32, ascending
@@ -113,6 +119,27 @@ def _distinct_pairs(cards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
     new = np.ones(len(card), bool)
     new[1:] = (card[1:] != card[:-1]) | (counter[1:] != counter[:-1])
     return card[new], counter[new]
+
+
+def gaps_left(alerts: list[tuple], index: BookedIndex | None) -> list[tuple]:
+    """The alerts with each TERMINAL_SERIAL_GAP and BATCH_SERIAL_GAP cut by the record ids and
+    batch serials closed days booked: a terminal that uploads late sends serials below ones a
+    closed day already booked, and those are not missing."""
+    if index is None:
+        return alerts
+    held = {Alert.TERMINAL_SERIAL_GAP: index.rids, Alert.BATCH_SERIAL_GAP: index.batch_keys}
+    out = [a for a in alerts if a[0] not in held or not len(held[a[0]])]
+    for code, keys in held.items():
+        gaps = np.array([a for a in alerts if a[0] == code and len(keys)], np.int64).reshape(-1, 7)
+        if not len(gaps):
+            continue
+        terminal = gaps[:, 1].astype(np.uint64)
+        gap, first, last = still_missing(terminal << np.uint64(32), gaps[:, 3], gaps[:, 4], keys)
+        out += [
+            (code, t, -1, f, g, -1, -1)
+            for t, f, g in zip(gaps[gap, 1].tolist(), first.tolist(), last.tolist(), strict=True)
+        ]
+    return out
 
 
 def drop_booked_before(

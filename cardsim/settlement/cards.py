@@ -21,6 +21,7 @@ from cardsim.records.keys import TAC_FIELDS, compute_tacs
 from cardsim.records.layout import RECORD_FIELDS
 from cardsim.settlement.booked_index import BookedIndex
 from cardsim.settlement.chunk import malformed
+from cardsim.settlement.gaps import still_missing
 from cardsim.settlement.reasons import PENDING, Alert
 from cardsim.settlement.sorting import sort_runs
 from cardsim.settlement.source import ChunkSource, fetch
@@ -150,8 +151,7 @@ def _not_pending(
     card made (well-formed, TAC valid) fills a gap: a fabricated one must not hide a missing
     counter. Nor is a counter a closed day booked: a terminal uploading late books a card's
     earlier counters today, after a closed day booked its later ones. Pending rows are read
-    back only when there are gaps; a late upload can open thousands of gaps, so all of them
-    are cut in one vectorized pass.
+    back only when there are gaps.
     """
     cards = np.unique(card)
     pending = np.flatnonzero(outcome == PENDING) if len(card) else np.empty(0, np.int64)
@@ -166,18 +166,8 @@ def _not_pending(
     rank = np.searchsorted(cards, held_card).astype(np.uint64)
     held = np.unique(rank << _S32 | held_counter)
     base = np.searchsorted(cards, card).astype(np.uint64) << _S32
-    lo = np.searchsorted(held, base | first.astype(np.uint64), side="left")
-    count = np.searchsorted(held, base | last.astype(np.uint64), side="right") - lo
-    inside = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())
-    # Fences of each gap: the booked counters on either side and the pending ones inside.
-    # A gap's runs still missing lie between its consecutive fences (gaps never overlap).
-    gap = np.arange(len(card))
-    owner = np.concatenate((gap, np.repeat(gap, count), gap))
-    fence = np.concatenate((first - 1, (held[inside] & _LOW32).astype(np.int64), last + 1))
-    order = np.lexsort((fence, owner))
-    owner, fence = owner[order], fence[order]
-    run = np.flatnonzero((owner[1:] == owner[:-1]) & (fence[1:] > fence[:-1] + 1))
-    return card[owner[run]], fence[run] + 1, fence[run + 1] - 1
+    gap, run_first, run_last = still_missing(base, first, last, held)
+    return card[gap], run_first, run_last
 
 
 def _made_by_card(

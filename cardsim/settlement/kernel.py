@@ -18,7 +18,7 @@ from cardsim.records.keys import KeyRegistry
 from cardsim.records.layout import RECORD_FIELDS
 from cardsim.records.log import LogReader, RecordLog
 from cardsim.settlement.batches import UNSEEN, chain_alerts, duplicate_candidates, pre_status
-from cardsim.settlement.booked_index import BookedIndex, drop_booked_before
+from cardsim.settlement.booked_index import BookedIndex, drop_booked_before, gaps_left
 from cardsim.settlement.cards import counter_alerts
 from cardsim.settlement.chunk import (
     BatchPlan,
@@ -140,7 +140,7 @@ def terminal_phase(
     alerts += _batch_reject_alerts(batches, status)
     alerts += _forged(source, outcome, batch_of)
     alerts += chain_alerts(batches, accepted, cols.digest)
-    return TerminalPhase(outcome, alerts, flows, runs, batch_of)
+    return TerminalPhase(outcome, gaps_left(alerts, booked_before), flows, runs, batch_of)
 
 
 def _chunk_pass(
