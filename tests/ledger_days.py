@@ -11,6 +11,7 @@ import pandas as pd
 
 from cardsim.records.log import RecordLog, write_log
 from cardsim.settlement.booked_index import BookedIndex
+from cardsim.settlement.reasons import RECORD_REASONS
 from cardsim.settlement.result import Settlement
 from tests.conftest import small_day
 from tests.mutations import resend_records, take_batches
@@ -25,11 +26,14 @@ def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
     """What the ledger keeps of a closed day that settled `log` as `result`."""
     booked = log.records[result.booked]
     ids = rid(booked["terminal_id"], booked["terminal_serial"])
-    batches = log.batches[np.unique(log.batch_row[result.booked])]
+    own = np.flatnonzero(np.isin(result.outcome, RECORD_REASONS))
+    batches = log.batches[np.unique(log.batch_row[np.r_[result.booked, own]])]
+    rejected = log.records[own]
     return BookedIndex.of_days(
         [(ids, booked["tac"])],
         [(booked["card_id"], booked["card_counter"])],
         [rid(batches["terminal_id"], batches["batch_serial"])],
+        [rid(rejected["terminal_id"], rejected["terminal_serial"])],
     )
 
 

@@ -17,15 +17,16 @@ from hypothesis import strategies as st
 from cardsim.ledger.day_close import DayInputs, close_day
 from cardsim.records.keys import compute_tacs
 from cardsim.records.log import RecordLog, write_log
-from cardsim.settlement.booked_index import BookedIndex
+from cardsim.settlement.booked_index import BookedIndex, gaps_left
 from cardsim.settlement.cards import _in_sorted, pairs_booked_before
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle
 from cardsim.settlement.reasons import BOOKED, Alert
+from cardsim.settlement.result import Settlement
 from cardsim.synthetic import SyntheticDay
 from tests.conftest import small_day
 from tests.ledger_days import index_of
-from tests.mutations import clone, rows_of, take_batches
+from tests.mutations import clone, forge, rows_of, take_batches
 
 u64 = st.integers(0, 2**64 - 1)
 
@@ -138,6 +139,7 @@ def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) 
     def as_schema_1(path: Path) -> None:
         with closing(sqlite3.connect(path)) as db, db:
             db.execute("DROP TABLE booked_cards")
+            db.execute("DROP TABLE booked_batches")
             db.execute("DELETE FROM meta WHERE key = 'cross_day_checks_from_day'")
             db.execute("UPDATE meta SET value = 'cardsim.ledger/1' WHERE key = 'schema'")
 
@@ -149,6 +151,7 @@ def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) 
             "cardsim.ledger/2",
         )
         assert db.execute("SELECT day FROM booked_cards").fetchall() == [(2,)]
+        assert db.execute("SELECT day FROM booked_batches").fetchall() == [(2,)]
 
 
 @pytest.mark.parametrize("seed", [5, 6, 7])
@@ -215,3 +218,86 @@ def test_a_batch_lost_between_days_is_the_only_serial_gap_left() -> None:
         alone.alerts[alone.alerts["code"] == Alert.BATCH_SERIAL_GAP]["first"][0]
         < lost["batch_serial"]
     )
+
+
+def test_a_closed_days_batch_of_forged_records_is_not_missing_later() -> None:
+    """Batch 2 of a terminal arrived on day 1 with every record forged (accepted, nothing
+    booked); batches 1 and 3 arrive on day 2: nothing between them is missing."""
+    day = small_day(8, 600, 6, 10, repeat_fraction=0.0, tampered_batches=0, forged_records=0)
+    batches = day.log.batches
+    terminal = batches["terminal_id"][0]
+    mine = np.flatnonzero(batches["terminal_id"] == terminal)
+    mine = mine[np.argsort(batches["batch_serial"][mine])][:4].tolist()
+    for row in rows_of(day.log, mine[2]).tolist():
+        forge(day, row)
+    others = np.flatnonzero(batches["terminal_id"] != terminal).tolist()
+    first = take_batches(day.log, [*others, mine[2]])
+    one = settle(first, day.registry)
+    assert not (one.outcome[-len(rows_of(day.log, mine[2])) :] == BOOKED).any()
+    second = take_batches(day.log, [mine[1], mine[3]])
+    two = settle(second, day.registry, booked_before=index_of(first, one))
+    serial_gaps = [Alert.TERMINAL_SERIAL_GAP, Alert.BATCH_SERIAL_GAP]
+    assert not np.isin(two.alerts["code"], serial_gaps).any()
+    assert np.isin(settle(second, day.registry).alerts["code"], serial_gaps).sum() == 2
+
+
+@pytest.mark.parametrize("terminal", [1, 3_000_001, 2**32 - 1])
+def test_gaps_are_cut_for_any_terminal_id(terminal: int) -> None:
+    closed = BookedIndex.of_days(
+        [(np.array([terminal << 32 | 21], np.uint64), np.zeros(1, np.uint64))],
+        None,
+        [np.array([terminal << 32 | 7], np.uint64)],
+        [np.array([terminal << 32 | 23], np.uint64)],
+    )
+    alerts = [
+        (Alert.BATCH_SERIAL_GAP, terminal, -1, 7, 8, -1, -1),
+        (Alert.TERMINAL_SERIAL_GAP, terminal, -1, 20, 24, -1, -1),
+        (Alert.FORGED_RECORD, terminal, 5, 1, 1, 0, 0),
+    ]
+    assert sorted(gaps_left(alerts, closed)) == sorted(
+        [
+            (Alert.BATCH_SERIAL_GAP, terminal, -1, 8, 8, -1, -1),
+            (Alert.TERMINAL_SERIAL_GAP, terminal, -1, 20, 20, -1, -1),
+            (Alert.TERMINAL_SERIAL_GAP, terminal, -1, 22, 22, -1, -1),
+            (Alert.TERMINAL_SERIAL_GAP, terminal, -1, 24, 24, -1, -1),
+            (Alert.FORGED_RECORD, terminal, 5, 1, 1, 0, 0),
+        ]
+    )
+
+
+def test_a_batch_lost_at_the_boundary_of_two_days_is_reported_once() -> None:
+    """Day 1 holds a terminal's batches 0 and 1, batch 2 never arrives, day 2 holds 3 and 4:
+    day 1 cannot see the loss, day 2 reports it; a day 3 with batch 5 does not repeat it."""
+    day = small_day(8, 600, 6, 10, repeat_fraction=0.0, tampered_batches=0, forged_records=0)
+    batches = day.log.batches
+    terminal = batches["terminal_id"][0]
+    mine = np.flatnonzero(batches["terminal_id"] == terminal)
+    mine = mine[np.argsort(batches["batch_serial"][mine])][:6].tolist()
+    serial_gaps = [Alert.TERMINAL_SERIAL_GAP, Alert.BATCH_SERIAL_GAP]
+
+    def gaps(result: Settlement) -> list[tuple[int, int, int]]:
+        found = result.alerts[np.isin(result.alerts["code"], serial_gaps)]
+        return sorted((int(a["code"]), int(a["first"]), int(a["last"])) for a in found)
+
+    first = take_batches(day.log, mine[:2])
+    one = settle(first, day.registry)
+    assert gaps(one) == []
+    second = take_batches(day.log, mine[3:5])
+    two = settle(second, day.registry, booked_before=index_of(first, one))
+    lost = batches[mine[2]]
+    assert gaps(two) == sorted(
+        [
+            (Alert.TERMINAL_SERIAL_GAP, int(lost["first_serial"]), int(lost["last_serial"])),
+            (Alert.BATCH_SERIAL_GAP, int(lost["batch_serial"]), int(lost["batch_serial"])),
+        ]
+    )
+    both = BookedIndex.of_days(
+        [
+            (index_of(log, r).rids, index_of(log, r).tacs)
+            for log, r in ((first, one), (second, two))
+        ],
+        None,
+        [index_of(log, r).batch_keys for log, r in ((first, one), (second, two))],
+    )
+    third = take_batches(day.log, mine[5:6])
+    assert gaps(settle(third, day.registry, booked_before=both)) == []

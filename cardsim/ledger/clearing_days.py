@@ -39,7 +39,7 @@ from cardsim.settlement.booked_index import BookedIndex
 LEDGER_SCHEMA = "cardsim.ledger/2"
 _SCHEMA_1 = "cardsim.ledger/1"
 """The schema before the ledger kept each day's card counters and batch serials."""
-_CARDS_FROM = "cross_day_checks_from_day"
+_CROSS_DAY_FROM = "cross_day_checks_from_day"
 DB_FILE = "ledger.sqlite"
 
 _TABLES = """
@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS booked_cards (
 );
 CREATE TABLE IF NOT EXISTS booked_batches (
     day INTEGER PRIMARY KEY REFERENCES day(day),
-    batch_keys BLOB NOT NULL
+    batch_keys BLOB NOT NULL,
+    seen_rids BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reversal (
     terminal_id INTEGER NOT NULL,
@@ -77,11 +78,11 @@ CREATE TABLE IF NOT EXISTS reversal (
 
 def _upgrade_from_1(db: sqlite3.Connection) -> None:
     """A schema-1 ledger kept no card counters or batch serials: the days it closed take no
-    part in the card pass or the serial gaps of later days, which start with the open day
-    (summary.json says from which day)."""
+    part in later days' card pass or batch serial gaps (their record ids still cut terminal
+    serial gaps); both start with the open day (summary.json says from which day)."""
     db.execute("BEGIN")
     (next_day,) = db.execute("SELECT COALESCE(MAX(day), 0) + 1 FROM day").fetchone()
-    db.execute("INSERT INTO meta VALUES (?, ?)", (_CARDS_FROM, str(next_day)))
+    db.execute("INSERT INTO meta VALUES (?, ?)", (_CROSS_DAY_FROM, str(next_day)))
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (LEDGER_SCHEMA,))
     db.execute("COMMIT")
 
@@ -119,7 +120,8 @@ class ClearingLedger:
         schema = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if schema is None:
             db.executemany(
-                "INSERT INTO meta VALUES (?, ?)", [("schema", LEDGER_SCHEMA), (_CARDS_FROM, "1")]
+                "INSERT INTO meta VALUES (?, ?)",
+                [("schema", LEDGER_SCHEMA), (_CROSS_DAY_FROM, "1")],
             )
         elif schema[0] == _SCHEMA_1:
             _upgrade_from_1(db)
@@ -134,7 +136,7 @@ class ClearingLedger:
     def cross_day_checks_from(self) -> int:
         """The first day whose card counters and batch serials the ledger keeps: 1, unless an
         earlier cardsim made the ledger and closed the days before it."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_CARDS_FROM,)).fetchone()
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_CROSS_DAY_FROM,)).fetchone()
         return int(row[0])
 
     def closed_days(self) -> list[ClosedDay]:
@@ -177,11 +179,14 @@ class ClearingLedger:
         cards = self.db.execute(
             "SELECT card_ids, card_counters FROM booked_cards ORDER BY day"
         ).fetchall()
-        batches = self.db.execute("SELECT batch_keys FROM booked_batches ORDER BY day").fetchall()
+        batches = self.db.execute(
+            "SELECT batch_keys, seen_rids FROM booked_batches ORDER BY day"
+        ).fetchall()
         return BookedIndex.of_days(
             [(np.frombuffer(r, "<u8"), np.frombuffer(t, "<u8")) for r, t in rows],
             [(np.frombuffer(c, "<u8"), np.frombuffer(k, "<u4")) for c, k in cards],
-            [np.frombuffer(b, "<u8") for (b,) in batches],
+            [np.frombuffer(b, "<u8") for b, _ in batches],
+            [np.frombuffer(r, "<u8") for _, r in batches],
         )
 
     def booked_day(self, rids: np.ndarray) -> np.ndarray:
@@ -245,8 +250,12 @@ class ClearingLedger:
             ),
         )
         self.db.execute(
-            "INSERT INTO booked_batches VALUES (?, ?)",
-            (closed.day, booked.batch_keys.astype("<u8").tobytes()),
+            "INSERT INTO booked_batches VALUES (?, ?, ?)",
+            (
+                closed.day,
+                booked.batch_keys.astype("<u8").tobytes(),
+                booked.seen_rids.astype("<u8").tobytes(),
+            ),
         )
         self.db.executemany(
             "INSERT INTO reversal VALUES (?, ?, ?, ?)",

@@ -43,7 +43,7 @@ from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.grouping import Sums, group_sums
 from cardsim.settlement.kernel import settle
 from cardsim.settlement.positions import flow_sums, net_positions
-from cardsim.settlement.reasons import PENDING, Reason
+from cardsim.settlement.reasons import PENDING, RECORD_REASONS, Reason
 from cardsim.settlement.result import Settlement
 from cardsim.settlement.source import ChunkSource, fetch
 
@@ -315,12 +315,19 @@ def _rids(source: ChunkSource, rows: np.ndarray, *more: str) -> dict[str, np.nda
 
 
 def _booked_ids(source: ChunkSource, result: Settlement) -> BookedIndex:
-    """Record ids and TACs of the day's booked records, the card counters they spent and the
-    serials of their batches, for the ledger's index."""
+    """Record ids and TACs of the day's booked records and the card counters they spent; the
+    serials of the batches the day accepted, and the ids of their records it rejected one by
+    one; for the ledger's index."""
     cols = _rids(source, result.booked, "card_id", "card_counter", "batch_row")
-    batches = source.batches[np.unique(cols["batch_row"])]
-    batch_keys = batches["terminal_id"].astype(np.uint64) << np.uint64(32)
-    batch_keys |= batches["batch_serial"].astype(np.uint64)
+    # Record-level reasons are given only inside accepted batches.
+    own = np.flatnonzero(np.isin(result.outcome, RECORD_REASONS))
+    rejected = _rids(source, own, "batch_row")
+    accepted = source.batches[np.unique(np.r_[cols["batch_row"], rejected["batch_row"]])]
+    batch_keys = accepted["terminal_id"].astype(np.uint64) << np.uint64(32)
+    batch_keys |= accepted["batch_serial"].astype(np.uint64)
     return BookedIndex.of_days(
-        [(cols["rid"], cols["tac"])], [(cols["card_id"], cols["card_counter"])], [batch_keys]
+        [(cols["rid"], cols["tac"])],
+        [(cols["card_id"], cols["card_counter"])],
+        [batch_keys],
+        [rejected["rid"]],
     )

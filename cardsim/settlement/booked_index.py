@@ -56,8 +56,11 @@ class BookedIndex:
     counter, and distinct. A card spends each counter once, so a record booked today with one
     of these is a cloned card's (the card pass's CARD_COUNTER_CLASH)."""
     batch_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
-    """terminal_id << 32 | batch_serial of the batches closed days booked records from,
-    ascending and distinct."""
+    """terminal_id << 32 | batch_serial of the batches closed days accepted (booked records
+    from, or rejected only some records of), ascending and distinct."""
+    seen_rids: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    """Record ids of accepted batches that closed days rejected record by record (malformed,
+    bad TAC), ascending and distinct: they arrived, so their serials are not missing."""
 
     @classmethod
     def empty(cls) -> BookedIndex:
@@ -70,9 +73,10 @@ class BookedIndex:
         days: list[tuple[np.ndarray, np.ndarray]],
         cards: list[tuple[np.ndarray, np.ndarray]] | None = None,
         batches: list[np.ndarray] | None = None,
+        seen: list[np.ndarray] | None = None,
     ) -> BookedIndex:
-        """The union of several days' (rids, tacs), (card_ids, card_counters) and batch keys;
-        a record id booked twice is an error."""
+        """The union of several days' (rids, tacs), (card_ids, card_counters), batch keys and
+        seen record ids; a record id booked twice is an error."""
         if not days:
             return cls.empty()
         rids = np.concatenate([d[0] for d in days]).astype(np.uint64)
@@ -81,8 +85,7 @@ class BookedIndex:
         rids, tacs = rids[order], tacs[order]
         if len(rids) > 1 and bool(np.any(rids[1:] == rids[:-1])):
             raise AssertionError("a record id was booked on two days")
-        batch_keys = np.unique(np.concatenate([*(batches or []), np.empty(0)]).astype(np.uint64))
-        return cls(rids, tacs, *_distinct_pairs(cards or []), batch_keys)
+        return cls(rids, tacs, *_distinct_pairs(cards or []), _keys(batches), _keys(seen))
 
     def card_keys(self) -> np.ndarray:
         """card_id << 32 | card_counter of the pairs whose card id is below 2^32, ascending
@@ -102,6 +105,11 @@ class BookedIndex:
         pos = np.minimum(np.searchsorted(self.rids, rids), len(self.rids) - 1)
         found = self.rids[pos] == rids
         return found, np.where(found, self.tacs[pos], np.uint64(0))
+
+
+def _keys(days: list[np.ndarray] | None) -> np.ndarray:
+    """Several days' uint64 keys, ascending and distinct."""
+    return np.unique(np.concatenate([np.empty(0, np.uint64), *(days or [])]).astype(np.uint64))
 
 
 def _distinct_pairs(cards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,19 +135,74 @@ def gaps_left(alerts: list[tuple], index: BookedIndex | None) -> list[tuple]:
     closed day already booked, and those are not missing."""
     if index is None:
         return alerts
-    held = {Alert.TERMINAL_SERIAL_GAP: index.rids, Alert.BATCH_SERIAL_GAP: index.batch_keys}
-    out = [a for a in alerts if a[0] not in held or not len(held[a[0]])]
-    for code, keys in held.items():
-        gaps = np.array([a for a in alerts if a[0] == code and len(keys)], np.int64).reshape(-1, 7)
-        if not len(gaps):
-            continue
-        terminal = gaps[:, 1].astype(np.uint64)
-        gap, first, last = still_missing(terminal << np.uint64(32), gaps[:, 3], gaps[:, 4], keys)
+    held = {
+        Alert.TERMINAL_SERIAL_GAP: (index.rids, index.seen_rids),
+        Alert.BATCH_SERIAL_GAP: (index.batch_keys,),
+    }
+    out = [a for a in alerts if a[0] not in held]
+    for code, key_sets in held.items():
+        gaps = np.array([a for a in alerts if a[0] == code], np.int64).reshape(-1, 7)
+        terminal, first, last = gaps[:, 1], gaps[:, 3], gaps[:, 4]
+        for keys in key_sets:  # a gap minus A, then minus B, is the gap minus A and B
+            if len(keys) and len(terminal):
+                base = terminal.astype(np.uint64) << np.uint64(32)
+                gap, first, last = still_missing(base, first, last, keys)
+                terminal = terminal[gap]
         out += [
             (code, t, -1, f, g, -1, -1)
-            for t, f, g in zip(gaps[gap, 1].tolist(), first.tolist(), last.tolist(), strict=True)
+            for t, f, g in zip(terminal.tolist(), first.tolist(), last.tolist(), strict=True)
         ]
     return out
+
+
+def gaps_after_closed_days(
+    batches: np.ndarray, accepted: np.ndarray, index: BookedIndex | None
+) -> list[tuple]:
+    """Serials missing between the last that closed days hold of a terminal and the first it
+    sends today. A day finds gaps between its own batches, so a batch lost at the boundary of
+    two days would otherwise be reported on neither; serials below ones a closed day holds
+    were that day's to report, and are not reported again."""
+    if index is None:
+        return []
+    rows = np.flatnonzero(accepted)
+    filled = rows[batches["record_count"][rows] > 0]
+    return _boundary_gaps(
+        Alert.BATCH_SERIAL_GAP, batches[rows], "batch_serial", (index.batch_keys,)
+    ) + _boundary_gaps(
+        Alert.TERMINAL_SERIAL_GAP, batches[filled], "first_serial", (index.rids, index.seen_rids)
+    )
+
+
+def _boundary_gaps(
+    code: Alert, batches: np.ndarray, field_name: str, held: tuple[np.ndarray, ...]
+) -> list[tuple]:
+    if not len(batches) or not any(len(keys) for keys in held):
+        return []
+    keys = batches["terminal_id"].astype(np.uint64) << np.uint64(32)
+    keys = np.sort(keys | batches[field_name].astype(np.uint64))
+    low = keys[np.r_[True, (keys[1:] >> np.uint64(32)) != (keys[:-1] >> np.uint64(32))]]
+    terminal = low >> np.uint64(32)
+    before = np.full(len(low), -1, np.int64)  # the terminal's last closed serial below today's
+    above = np.zeros(len(low), bool)  # a closed serial of the terminal above today's lowest
+    for sorted_keys in (k for k in held if len(k)):
+        pos = np.searchsorted(sorted_keys, low)
+        prev = sorted_keys[np.maximum(pos - 1, 0)]
+        mine = (pos > 0) & ((prev >> np.uint64(32)) == terminal)
+        serial = (prev & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        before = np.where(mine, np.maximum(before, serial), before)
+        after = sorted_keys[np.minimum(pos, len(sorted_keys) - 1)]
+        above |= (pos < len(sorted_keys)) & ((after >> np.uint64(32)) == terminal)
+    first = (low & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    gap = np.flatnonzero((before >= 0) & ~above & (first > before + 1))
+    return [
+        (code, t, -1, b + 1, f - 1, -1, -1)
+        for t, b, f in zip(
+            terminal[gap].astype(np.int64).tolist(),
+            before[gap].tolist(),
+            first[gap].tolist(),
+            strict=True,
+        )
+    ]
 
 
 def drop_booked_before(

@@ -14,8 +14,8 @@ def still_missing(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The runs of each gap i, numbers first[i]..last[i] of sequence `base[i]` (a uint64 with
     the sequence in its high 32 bits), that no key of `held` (ascending uint64 keys, sequence
-    << 32 | number) holds: (gap index, run first, run last), in gap order. Gaps must not
-    overlap. All gaps are cut in one vectorized pass: a late upload can open thousands.
+    << 32 | number) holds: (gap index, run first, run last), in gap order, each gap on its
+    own. All gaps are cut in one vectorized pass: a late upload can open thousands.
     """
     lo = np.searchsorted(held, base | first.astype(np.uint64), side="left")
     count = np.searchsorted(held, base | last.astype(np.uint64), side="right") - lo

@@ -18,7 +18,12 @@ from cardsim.records.keys import KeyRegistry
 from cardsim.records.layout import RECORD_FIELDS
 from cardsim.records.log import LogReader, RecordLog
 from cardsim.settlement.batches import UNSEEN, chain_alerts, duplicate_candidates, pre_status
-from cardsim.settlement.booked_index import BookedIndex, drop_booked_before, gaps_left
+from cardsim.settlement.booked_index import (
+    BookedIndex,
+    drop_booked_before,
+    gaps_after_closed_days,
+    gaps_left,
+)
 from cardsim.settlement.cards import counter_alerts
 from cardsim.settlement.chunk import (
     BatchPlan,
@@ -125,7 +130,7 @@ def terminal_phase(
         source, outcome, cols, batches, accepted, batch_of, booked_before
     )
     disjoint, gaps = disjoint_ranges(batches, accepted)
-    alerts += gaps
+    alerts += gaps + gaps_after_closed_days(batches, accepted, booked_before)
     flows = merge_sums([p.flows for p in parts] + [earlier.negated()])
     runs: list[np.ndarray | None] | None = [p.card_keys for p in parts]
     runs = None if len(earlier.keys) else runs

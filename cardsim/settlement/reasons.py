@@ -38,6 +38,16 @@ class Reason(IntEnum):
     """A record with this id but different content was already accepted."""
 
 
+RECORD_REASONS = (
+    Reason.MALFORMED_RECORD,
+    Reason.BAD_TAC,
+    Reason.DUPLICATE_RECORD,
+    Reason.RECORD_CONFLICT,
+)
+"""The reasons given record by record, inside an accepted batch; the others reject whole
+batches."""
+
+
 class Alert(IntEnum):
     """What the clearing centre flags for investigation. `first`/`last` columns say where."""
 
