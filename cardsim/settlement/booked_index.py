@@ -28,7 +28,7 @@ from cardsim.settlement.grouping import Sums
 from cardsim.settlement.positions import flow_sums
 from cardsim.settlement.reasons import BOOKED, Alert, Reason
 from cardsim.settlement.sorting import sort_keys
-from cardsim.settlement.source import ChunkSource, fetch, record_ids
+from cardsim.settlement.source import ChunkSource, fetch, ranges, record_ids
 
 _READ = [
     "terminal_id",
@@ -253,6 +253,4 @@ def _rows_meeting(
     hi = terminal | batches["last_serial"][b].astype(np.uint64)
     meets = np.searchsorted(index.rids, lo) < np.searchsorted(index.rids, hi, side="right")
     b = b[meets]
-    lengths = cols.length[b]
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(cols.start[b] - offsets, lengths) + np.arange(int(lengths.sum()))
+    return ranges(cols.start[b], cols.length[b])

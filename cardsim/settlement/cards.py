@@ -24,7 +24,7 @@ from cardsim.settlement.chunk import malformed
 from cardsim.settlement.gaps import still_missing
 from cardsim.settlement.reasons import PENDING, Alert
 from cardsim.settlement.sorting import sort_runs
-from cardsim.settlement.source import ChunkSource, fetch
+from cardsim.settlement.source import ChunkSource, fetch, ranges
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -117,7 +117,7 @@ def closed_pairs_of(cards: np.ndarray, closed: BookedIndex | None) -> tuple[np.n
         return np.empty(0, np.uint64), np.empty(0, np.uint64)
     lo = np.searchsorted(closed.card_ids, cards, side="left")
     count = np.searchsorted(closed.card_ids, cards, side="right") - lo
-    picked = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())
+    picked = ranges(lo, count)
     return closed.card_ids[picked], closed.card_counters[picked].astype(np.uint64)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cardsim.settlement.source import ranges
+
 _LOW32 = np.uint64(0xFFFFFFFF)
 
 
@@ -19,7 +21,7 @@ def still_missing(
     """
     lo = np.searchsorted(held, base | first.astype(np.uint64), side="left")
     count = np.searchsorted(held, base | last.astype(np.uint64), side="right") - lo
-    inside = np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(count.sum())
+    inside = ranges(lo, count)
     # Fences of each gap: the numbers on either side and the held ones inside. A gap's runs
     # still missing lie between its consecutive fences.
     gap = np.arange(len(first))

@@ -41,7 +41,7 @@ from cardsim.settlement.journal import ChunkJournal
 from cardsim.settlement.positions import flow_sums, net_positions
 from cardsim.settlement.reasons import BOOKED, Alert, Reason
 from cardsim.settlement.result import Settlement, make_alerts
-from cardsim.settlement.source import ChunkSource, as_source, fetch
+from cardsim.settlement.source import ChunkSource, as_source, fetch, ranges
 
 Progress = Callable[[int], None]
 """Called with the number of records just finished."""
@@ -299,9 +299,7 @@ def _batch_locator(cols: LogState) -> Callable[[np.ndarray], np.ndarray]:
 def _rows_of(cols: LogState, accepted: np.ndarray) -> np.ndarray:
     """All log rows of the accepted batches."""
     idx = np.flatnonzero(accepted & (cols.length > 0))
-    lengths = cols.length[idx]
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(cols.start[idx] - offsets, lengths) + np.arange(lengths.sum())
+    return ranges(cols.start[idx], cols.length[idx])
 
 
 def _batch_reject_alerts(batches: np.ndarray, status: np.ndarray) -> list[tuple]:

@@ -38,7 +38,7 @@ from cardsim.settlement.kernel import terminal_phase
 from cardsim.settlement.positions import net_positions
 from cardsim.settlement.reasons import BOOKED
 from cardsim.settlement.result import ALERT_DTYPE, Settlement, make_alerts
-from cardsim.settlement.source import ChunkSource, as_source, fetch
+from cardsim.settlement.source import ChunkSource, as_source, fetch, ranges
 
 BATCH_COST_RECORDS = 50
 """Balancing weight of one batch, in records: one Ed25519 verification (~100 us) costs about
@@ -74,12 +74,6 @@ class ShardResult:
     """Booked amounts per (payee, kind, domain)."""
     card_keys: np.ndarray | None
     """Sorted card_id << 32 | card_counter of booked records; None if a card id is >= 2^32."""
-
-
-def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated arange(start, start + length) for each pair (no Python loop)."""
-    offsets = np.cumsum(lengths) - lengths
-    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
 
 
 def batch_extents(source: ChunkSource) -> tuple[np.ndarray, np.ndarray]:

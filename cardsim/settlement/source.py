@@ -88,6 +88,12 @@ def fetch(
     return {n: np.concatenate([p[n] for p in parts]) for n in names}
 
 
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated arange(start, start + length) for each pair (no Python loop)."""
+    offsets = np.cumsum(lengths) - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(int(lengths.sum()))
+
+
 def record_ids(columns: dict[str, np.ndarray]) -> np.ndarray:
     """terminal_id << 32 | terminal_serial: a record's identity as one sortable uint64."""
     rid = columns["terminal_id"].astype(np.uint64) << np.uint64(32)
