@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +204,19 @@ def test_key_file_round_trip(written) -> None:
     doc = json.loads((folder / "keys.json").read_text())
     assert doc["schema"] == "cardsim.keys/1"
     assert len(doc["terminals"]) == len(day.registry.terminals)
+
+
+@pytest.mark.parametrize(("chosen", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
+def test_arrow_buffers_come_from_the_system_allocator_unless_chosen(
+    chosen: str | None, expected: str
+) -> None:
+    """Reading a log frees and reallocates the same buffers chunk after chunk: the log module
+    keeps them with the system allocator, but a pool the user names wins."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    code = "import cardsim.records.log, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == expected

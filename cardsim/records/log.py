@@ -9,6 +9,7 @@ docs/record-format.md is the specification; this module is the one place that re
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,23 @@ import pyarrow.parquet as pq
 from cardsim.errors import InputError
 from cardsim.records.batch import BATCH_DTYPE
 from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
+
+
+def _keep_freed_buffers() -> None:
+    """Give Arrow's buffers the system allocator unless ARROW_DEFAULT_MEMORY_POOL chooses one.
+
+    Reading a log allocates and frees the same buffer sizes chunk after chunk. Arrow's default
+    pool (mimalloc) soon hands freed pages back to the kernel, and on a virtual machine that
+    reports free pages to its host each one is faulted in again at its next use; the system
+    allocator keeps them for the next chunk. Measured on the 10 M-record bench log: two
+    workers settle about 2-3 % faster, one worker under 1 %, peak memory about 0.15x raw
+    higher (README).
+    """
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
+_keep_freed_buffers()
 
 RECORDS_FILE = "records.parquet"
 BATCHES_FILE = "batches.parquet"
