@@ -307,7 +307,8 @@ def settle(
             )
 
     def write(tmp: Path, result: Settlement) -> dict[str, Any]:
-        return write_settlement(tmp, result, reader, {"log": str(log), "cutoff_ms": cutoff_ms})
+        extra = {"log": str(log), "cutoff_ms": cutoff_ms}
+        return write_settlement(tmp, result, reader, extra, workers=workers)
 
     from cardsim.report.formats import plural
 

@@ -126,7 +126,9 @@ def _settle_day(
     report = ledger.partial(ledger.report_dir(day.day))
     extra = _ledger_block(day.day, day.cutoff_ms, last, source, result, index, reversals)
     extra["ledger"]["cross_day_checks_from_day"] = ledger.cross_day_checks_from()
-    doc = _write_report(report, result, source, reversals, {"log": str(inputs.log), **extra})
+    doc = _write_report(
+        report, result, source, reversals, {"log": str(inputs.log), **extra}, inputs.workers
+    )
     carried = pending_log(source, result.outcome)
     _write_carry(ledger.partial(ledger.carry_dir(day.day)), carried)
     closed = dataclasses.replace(
@@ -284,12 +286,13 @@ def _write_report(
     source: ChunkSource,
     reversals: pd.DataFrame,
     extra: dict[str, Any],
+    workers: int = 1,
 ) -> dict[str, Any]:
     """The day's report under its temporary name, fsynced, with SHA256SUMS last."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     reversals.to_csv(folder / REVERSALS_FILE, index=False)
-    doc = write_settlement(folder, result, source, extra)
+    doc = write_settlement(folder, result, source, extra, workers=workers)
     (folder / SUMS_FILE).write_text(manifest(folder))
     fsync_tree(folder)
     return doc

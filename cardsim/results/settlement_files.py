@@ -12,10 +12,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cardsim.records.codes import Participant
-from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
+from cardsim.records.layout import RECORD_FIELDS
+from cardsim.records.log import DICTIONARY_COLUMNS, Chunk
 from cardsim.settlement.reasons import BOOKED, PENDING, Alert, Reason, outcome_name
 from cardsim.settlement.result import Settlement
-from cardsim.settlement.source import ChunkSource
+from cardsim.settlement.source import (
+    ChunkSource,
+    column_dtype,
+    fetch,
+    read_rows,
+    record_ids,
+    rows_in,
+)
+from cardsim.settlement.threads import thread_map
 
 SUMMARY_SCHEMA = "cardsim.settlement-summary/1"
 
@@ -46,29 +55,11 @@ _OUTCOME_NAMES = [
 """Name of every possible outcome byte, so naming millions of rejects needs no Python loop."""
 
 
-def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
+def rejects_frame(settlement: Settlement, source: ChunkSource, workers: int = 1) -> pd.DataFrame:
     """Every record not booked: rejected with its reason, or pending, with its identity."""
     rows = np.flatnonzero(settlement.outcome != BOOKED)
-    parts = []
-    for chunk in source.chunks:
-        lo, hi = np.searchsorted(rows, [chunk.first_row, chunk.first_row + chunk.rows])
-        if hi > lo:
-            records, batch_row = source.read_chunk(chunk)
-            local = rows[lo:hi] - chunk.first_row
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "row": rows[lo:hi],
-                        "batch_row": batch_row[local],
-                        "terminal_id": records["terminal_id"][local],
-                        "terminal_serial": records["terminal_serial"][local],
-                        "card_id": records["card_id"][local],
-                        "amount_fen": records["amount_fen"][local],
-                    }
-                )
-            )
-    frame = pd.concat(parts, ignore_index=True) if parts else _no_rejects()
-    codes = settlement.outcome[frame["row"].to_numpy()]
+    frame = pd.DataFrame({"row": rows} | fetch(source, _REJECT_COLUMNS, rows, workers))
+    codes = settlement.outcome[rows]
     frame.insert(1, "reason", codes.astype(np.uint8))
     frame.insert(
         2,
@@ -83,30 +74,35 @@ def rejects_frame(settlement: Settlement, source: ChunkSource) -> pd.DataFrame:
     return frame
 
 
-def _no_rejects() -> pd.DataFrame:
-    """The rejects table with no rows, with the column types it has when it has some."""
-    types: dict[str, np.dtype] = {"row": np.dtype(np.int64), "batch_row": np.dtype(np.int64)}
-    types |= {n: RECORD_DTYPE[n] for n in ("terminal_id", "terminal_serial", "card_id")}
-    types["amount_fen"] = RECORD_DTYPE["amount_fen"]
-    return pd.DataFrame({name: np.zeros(0, dtype) for name, dtype in types.items()})
+_REJECT_COLUMNS = ["batch_row", "terminal_id", "terminal_serial", "card_id", "amount_fen"]
 
 
-def write_booked(path: Path, settlement: Settlement, source: ChunkSource) -> None:
-    """booked.parquet: the booked records with their log and batch rows, by record id."""
+def write_booked(path: Path, settlement: Settlement, source: ChunkSource, workers: int = 1) -> None:
+    """booked.parquet: the booked records with their log and batch rows, by record id.
+
+    A peak day books ten million records, and this file is most of what `settle` writes: the
+    record ids are read first and sorted once; then each chunk, read on one of `workers`
+    threads, puts its booked rows straight into their places in the file's columns.
+    """
     booked = settlement.booked
-    out = np.empty(len(booked), RECORD_DTYPE)
-    out_batch = np.empty(len(booked), np.int64)
-    for chunk in source.chunks:
-        lo, hi = np.searchsorted(booked, [chunk.first_row, chunk.first_row + chunk.rows])
+    ids = fetch(source, ["terminal_id", "terminal_serial"], booked, workers)
+    # Stable, so that the file does not depend on the sort even if an id were booked twice.
+    order = np.argsort(record_ids(ids), kind="stable")
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))
+    names = ["batch_row", *RECORD_FIELDS]
+    columns = {n: np.empty(len(booked), column_dtype(n)) for n in names}
+
+    def put(chunk: Chunk) -> None:
+        lo, hi = rows_in(chunk, booked)
         if hi > lo:
-            records, batch_row = source.read_chunk(chunk)
-            local = booked[lo:hi] - chunk.first_row
-            out[lo:hi] = records[local]
-            out_batch[lo:hi] = batch_row[local]
-    order = np.lexsort((out["terminal_serial"], out["terminal_id"]))
-    columns = {"row": booked[order], "batch_row": out_batch[order]}
-    columns |= {n: out[n][order] for n in RECORD_FIELDS}
-    pq.write_table(pa.table(columns), path)
+            part = read_rows(source, chunk, names, booked[lo:hi])
+            for n in names:
+                columns[n][place[lo:hi]] = part[n]
+
+    thread_map(workers, put, source.chunks)
+    table = pa.table({"row": booked[order]} | columns)
+    pq.write_table(table, path, use_dictionary=DICTIONARY_COLUMNS)
 
 
 def summary(settlement: Settlement, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -142,13 +138,16 @@ def write_settlement(
     source: ChunkSource,
     extra: dict[str, Any] | None = None,
     booked: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Write every settlement file into `folder` (a temporary folder: see results.atomic)."""
+    """Write every settlement file into `folder` (a temporary folder: see results.atomic),
+    reading the log back on `workers` threads."""
     positions_frame(settlement).to_csv(folder / "settlement.csv", index=False)
-    rejects_frame(settlement, source).to_parquet(folder / "rejects.parquet", index=False)
+    rejects = rejects_frame(settlement, source, workers)
+    rejects.to_parquet(folder / "rejects.parquet", index=False)
     alerts_frame(settlement).to_parquet(folder / "alerts.parquet", index=False)
     if booked:
-        write_booked(folder / "booked.parquet", settlement, source)
+        write_booked(folder / "booked.parquet", settlement, source, workers)
     doc = summary(settlement, extra)
     (folder / "summary.json").write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     return doc

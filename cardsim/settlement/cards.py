@@ -12,7 +12,6 @@ arrays.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -25,6 +24,7 @@ from cardsim.settlement.gaps import still_missing
 from cardsim.settlement.reasons import PENDING, Alert
 from cardsim.settlement.sorting import sort_runs
 from cardsim.settlement.source import ChunkSource, fetch, ranges
+from cardsim.settlement.threads import thread_map
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
@@ -197,10 +197,9 @@ def _events(keys: np.ndarray, workers: int) -> tuple[np.ndarray, np.ndarray]:
     if workers <= 1 or n < 1 << 20:
         return _key_events(keys)
     cuts = [n * p // workers for p in range(workers + 1)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(
-            pool.map(lambda p: _key_events(keys[cuts[p] : cuts[p + 1] + 1]), range(workers))
-        )
+    parts = thread_map(
+        workers, lambda p: _key_events(keys[cuts[p] : cuts[p + 1] + 1]), range(workers)
+    )
     return (
         np.concatenate([gap + cut for (gap, _), cut in zip(parts, cuts, strict=False)]),
         np.concatenate([clash + cut for (_, clash), cut in zip(parts, cuts, strict=False)]),

@@ -12,12 +12,12 @@ the bucket's keys agree. Keys are plain values, so stability does not arise.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Sequence
 
 import numpy as np
 from numba import njit
+
+from cardsim.settlement.threads import thread_map
 
 TOP_BITS = 11
 """Bits of the bucket digit: 2,048 buckets (a 16 KiB count table per run)."""
@@ -25,9 +25,6 @@ DIGIT_BITS = 8
 """Bits per least-significant-digit pass inside a bucket (a 2 KiB count table)."""
 INSERTION_MAX = 32
 """Buckets up to this many keys are insertion-sorted (fewer steps than a counting pass)."""
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 def sort_keys(keys: np.ndarray) -> np.ndarray:
@@ -52,7 +49,7 @@ def sort_runs(runs: Sequence[np.ndarray], workers: int = 1) -> np.ndarray:
             agree_and, agree_or = agree_and & a, agree_or | o
     varying = int(agree_and ^ agree_or)
     shift = max(0, varying.bit_length() - TOP_BITS)
-    counts = _map(workers, lambda r: _histogram(r, shift), runs)
+    counts = thread_map(workers, lambda r: _histogram(r, shift), runs)
     # Run k's keys of bucket d go after every run's keys of the buckets below d and after the
     # keys of bucket d from runs before k.
     table = np.array(counts, np.int64).reshape(len(runs), 1 << TOP_BITS)
@@ -60,18 +57,13 @@ def sort_runs(runs: Sequence[np.ndarray], workers: int = 1) -> np.ndarray:
     bounds = np.zeros(len(sizes) + 1, np.int64)
     np.cumsum(sizes, out=bounds[1:])
     offsets = bounds[:-1] + np.cumsum(table, axis=0) - table
-    _map(workers, lambda k: _scatter(runs[k], shift, offsets[k].copy(), out), range(len(runs)))
+    thread_map(
+        workers, lambda k: _scatter(runs[k], shift, offsets[k].copy(), out), range(len(runs))
+    )
     if shift:
         parts = _balanced(bounds, workers)
-        _map(workers, lambda p: _sort_buckets(out, bounds, p[0], p[1]), parts)
+        thread_map(workers, lambda p: _sort_buckets(out, bounds, p[0], p[1]), parts)
     return out
-
-
-def _map(workers: int, fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    if workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fn, items))
 
 
 def _balanced(bounds: np.ndarray, workers: int) -> list[tuple[int, int]]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
 from cardsim.records.log import Chunk, LogReader, RecordLog, row_groups
+from cardsim.settlement.threads import thread_map
 
 
 class ChunkSource(Protocol):
@@ -65,27 +66,50 @@ class MemorySource:
 
 
 def fetch(
-    source: ChunkSource, names: list[str], rows: np.ndarray | None = None
+    source: ChunkSource, names: list[str], rows: np.ndarray | None = None, workers: int = 1
 ) -> dict[str, np.ndarray]:
-    """Columns of the given log rows (ascending), or of every row, read chunk by chunk.
+    """Columns of the given log rows (ascending, distinct), or of every row, read chunk by
+    chunk on `workers` threads.
 
     The kernel keeps one status byte per record; whatever it needs of the records later
     (rare: alerts, overlapping uploads) it reads back from the log through here.
     """
-    parts: list[dict[str, np.ndarray]] = []
-    for chunk in source.chunks:
+
+    def read(chunk: Chunk) -> dict[str, np.ndarray] | None:
         if rows is None:
-            parts.append(source.read_columns(chunk, names))
-            continue
-        lo, hi = np.searchsorted(rows, [chunk.first_row, chunk.first_row + chunk.rows])
-        if hi > lo:
-            columns = source.read_columns(chunk, names)
-            local = rows[lo:hi] - chunk.first_row
-            parts.append({n: columns[n][local] for n in names})
+            return source.read_columns(chunk, names)
+        lo, hi = rows_in(chunk, rows)
+        return read_rows(source, chunk, names, rows[lo:hi]) if hi > lo else None
+
+    parts = [p for p in thread_map(workers, read, source.chunks) if p is not None]
     if not parts:
         # Empty columns keep their record dtypes: callers combine them (record ids are uint64).
-        return {n: np.empty(0, RECORD_DTYPE[n] if n in RECORD_FIELDS else np.int64) for n in names}
+        return {n: np.empty(0, column_dtype(n)) for n in names}
     return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
+
+def rows_in(chunk: Chunk, rows: np.ndarray) -> tuple[int, int]:
+    """The slice [lo, hi) of the ascending log `rows` that falls in the chunk."""
+    lo, hi = np.searchsorted(rows, [chunk.first_row, chunk.first_row + chunk.rows])
+    return int(lo), int(hi)
+
+
+def read_rows(
+    source: ChunkSource, chunk: Chunk, names: list[str], rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Columns of some of the chunk's rows (log rows, ascending, distinct)."""
+    columns = source.read_columns(chunk, names)
+    if len(rows) == chunk.rows:
+        return columns
+    local = rows - chunk.first_row
+    return {n: columns[n][local] for n in names}
+
+
+def column_dtype(name: str) -> np.dtype:
+    """The dtype of a record field (native byte order) or of batch_row, as columns come."""
+    if name in RECORD_FIELDS:
+        return RECORD_DTYPE[name].newbyteorder("=")
+    return np.dtype(np.int64)
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

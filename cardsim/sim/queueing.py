@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def erlang_c(
@@ -44,6 +43,8 @@ def normal_quantile(p: float) -> float:
     """The standard normal quantile z with Phi(z) = p, for 0 < p < 1."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"p must be in (0, 1), got {p}")
+    from scipy import stats  # imported here: it takes ~0.4 s, which every command would pay
+
     return float(stats.norm.ppf(p))
 
 
@@ -53,6 +54,8 @@ def t_quantile_two_sided(confidence: float, df: int) -> float:
         raise ValueError(f"df must be >= 1, got {df}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    from scipy import stats
+
     return float(stats.t.ppf(0.5 + confidence / 2.0, df))
 
 
