@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from cardsim.records.log import write_log
+from cardsim.records.log import use_system_allocator, write_log
 from cardsim.synthetic import SyntheticDay, SyntheticSpec, generate
+
+# As the cardsim command does: what the benchmarks measure is what it runs.
+use_system_allocator()
 
 RECORDS = int(os.environ.get("CARDSIM_BENCH_RECORDS", "10000000"))
 TERMINALS = int(os.environ.get("CARDSIM_BENCH_TERMINALS", "20000"))

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from cardsim.bench import PeakRss, warm_up
 from cardsim.records.keys import load_registry
-from cardsim.records.log import LogReader
+from cardsim.records.log import LogReader, use_system_allocator
 from cardsim.settlement.kernel import settle
 
 
 def main(log: str, keys: str, workers: str = "1") -> None:
     """Warm up, say ready, wait for the go line, settle once and print seconds and memory."""
+    use_system_allocator()  # as the cardsim command does
     registry = load_registry(keys)
     warm_up(Path(log), registry)
     print("ready", flush=True)

@@ -23,7 +23,7 @@ from cardsim.ledger.day_close import DayInputs, close_day
 from cardsim.ledger.settle_journal import SettleJournal, settle_durably, settle_inputs
 from cardsim.records.codes import Domain
 from cardsim.records.keys import load_registry
-from cardsim.records.log import LogReader, write_log
+from cardsim.records.log import LogReader, use_system_allocator, write_log
 from cardsim.results.atomic import atomic_folder, check_output_folder
 from cardsim.results.settlement_files import write_settlement
 from cardsim.scenario import load_scenario
@@ -779,6 +779,7 @@ def exposure(
 
 def main() -> None:
     """Entry point of the `cardsim` script: usage errors print one line and exit 2 too."""
+    use_system_allocator()
     try:
         code = app(standalone_mode=False)
     except typer.Abort:

@@ -206,17 +206,32 @@ def test_key_file_round_trip(written) -> None:
     assert len(doc["terminals"]) == len(day.registry.terminals)
 
 
-@pytest.mark.parametrize(("chosen", "expected"), [(None, "system"), ("mimalloc", "mimalloc")])
-def test_arrow_buffers_come_from_the_system_allocator_unless_chosen(
-    chosen: str | None, expected: str
+@pytest.mark.parametrize(
+    ("chosen", "call", "expected"),
+    [
+        (None, "main", "system"),
+        ("mimalloc", "main", "mimalloc"),
+        (None, "import", None),
+    ],
+)
+def test_the_command_gives_arrow_the_system_allocator_unless_a_pool_is_chosen(
+    chosen: str | None, call: str, expected: str | None
 ) -> None:
-    """Reading a log frees and reallocates the same buffers chunk after chunk: the log module
-    keeps them with the system allocator, but a pool the user names wins."""
+    """Reading a log frees and reallocates the same buffers chunk after chunk: the cardsim
+    command keeps them with the system allocator, a pool the user names wins, and importing
+    cardsim as a library changes nothing."""
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
-    code = "import cardsim.records.log, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    pool = "print(pyarrow.default_memory_pool().backend_name)"
+    lines = ["import sys, pyarrow", pool, "import cardsim.cli"]
+    if call == "main":  # the command, as `cardsim --help` runs it
+        lines += ["sys.argv = ['cardsim', '--help']", "try:", "    cardsim.cli.main()"]
+        lines += ["except SystemExit:", "    pass"]
+    lines.append(pool)
+    code = "\n".join(lines)
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == expected
+    printed = out.stdout.strip().splitlines()
+    assert printed[-1] == (expected or printed[0])  # None: the pool Arrow started with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from cardsim.records.layout import RECORD_FIELDS
 from cardsim.records.log import LogReader, write_log
 from cardsim.results.settlement_files import rejects_frame, write_booked
 from cardsim.settlement.kernel import settle
-from cardsim.settlement.reasons import BOOKED
+from cardsim.settlement.reasons import BOOKED, Reason
 from cardsim.settlement.source import MemorySource, fetch
 from tests.conftest import small_day
 
@@ -82,3 +83,25 @@ def test_rejects_list_every_record_not_booked(settled, workers) -> None:
     for name in ("terminal_id", "terminal_serial", "card_id", "amount_fen"):
         assert frame[name].tolist() == day.log.records[name][rows].tolist()
     assert frame["batch_row"].tolist() == day.log.batch_row[rows].tolist()
+    assert frame["row"].dtype == frame["batch_row"].dtype == np.int64
+    assert frame["terminal_id"].dtype == day.log.records.dtype["terminal_id"]
+    assert frame["amount_fen"].dtype == np.int64
+
+
+def test_files_of_a_day_with_nothing_booked_or_nothing_rejected(settled, tmp_path) -> None:
+    """Empty tables keep the columns and types they have when they have rows."""
+    _, reader, result = settled
+    nothing_booked = dataclasses.replace(
+        result,
+        outcome=np.full_like(result.outcome, Reason.BAD_SIGNATURE),
+        booked=np.empty(0, np.int64),
+    )
+    nothing_rejected = dataclasses.replace(result, outcome=np.zeros_like(result.outcome))
+    write_booked(tmp_path / "full.parquet", result, reader, 2)
+    write_booked(tmp_path / "empty.parquet", nothing_booked, reader, 2)
+    full, empty = (pd.read_parquet(tmp_path / f"{n}.parquet") for n in ("full", "empty"))
+    assert len(empty) == 0
+    assert empty.dtypes.to_dict() == full.dtypes.to_dict()
+    some, none = (rejects_frame(r, reader, 2) for r in (result, nothing_rejected))
+    assert len(none) == 0 and len(some) > 0
+    assert none.dtypes.drop("reason_name").to_dict() == some.dtypes.drop("reason_name").to_dict()

@@ -24,21 +24,21 @@ from cardsim.records.batch import BATCH_DTYPE
 from cardsim.records.layout import RECORD_DTYPE, RECORD_FIELDS
 
 
-def _keep_freed_buffers() -> None:
-    """Give Arrow's buffers the system allocator unless ARROW_DEFAULT_MEMORY_POOL chooses one.
+def use_system_allocator() -> None:
+    """Give Arrow's buffers the system allocator, unless ARROW_DEFAULT_MEMORY_POOL names a pool.
 
-    Reading a log allocates and frees the same buffer sizes chunk after chunk. Arrow's default
-    pool (mimalloc) soon hands freed pages back to the kernel, and on a virtual machine that
+    The `cardsim` command calls this first (and the benchmarks, which measure what it does);
+    importing cardsim as a library leaves the process's Arrow pool alone. Reading a log
+    allocates and frees the same buffer sizes chunk after chunk. Arrow's default pool
+    (mimalloc) soon hands freed pages back to the kernel, and on a virtual machine that
     reports free pages to its host each one is faulted in again at its next use; the system
     allocator keeps them for the next chunk. Measured on the 10 M-record bench log: two
-    workers settle about 2-3 % faster, one worker under 1 %, peak memory about 0.15x raw
-    higher (README).
+    workers against one 1.81-1.90x instead of 1.77-1.83x, peak memory 0.15-0.25x the raw
+    record bytes higher (README, Benchmarks).
     """
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
         pa.set_memory_pool(pa.system_memory_pool())
 
-
-_keep_freed_buffers()
 
 RECORDS_FILE = "records.parquet"
 BATCHES_FILE = "batches.parquet"

@@ -85,11 +85,14 @@ def write_booked(path: Path, settlement: Settlement, source: ChunkSource, worker
     threads, puts its booked rows straight into their places in the file's columns.
     """
     booked = settlement.booked
-    ids = fetch(source, ["terminal_id", "terminal_serial"], booked, workers)
+    ids = record_ids(fetch(source, ["terminal_id", "terminal_serial"], booked, workers))
     # Stable, so that the file does not depend on the sort even if an id were booked twice.
-    order = np.argsort(record_ids(ids), kind="stable")
+    order = np.argsort(ids, kind="stable")
+    del ids
     place = np.empty_like(order)
     place[order] = np.arange(len(order))
+    rows = booked[order]
+    del order
     names = ["batch_row", *RECORD_FIELDS]
     columns = {n: np.empty(len(booked), column_dtype(n)) for n in names}
 
@@ -97,11 +100,12 @@ def write_booked(path: Path, settlement: Settlement, source: ChunkSource, worker
         lo, hi = rows_in(chunk, booked)
         if hi > lo:
             part = read_rows(source, chunk, names, booked[lo:hi])
+            at = place[lo:hi]
             for n in names:
-                columns[n][place[lo:hi]] = part[n]
+                columns[n][at] = part[n]
 
     thread_map(workers, put, source.chunks)
-    table = pa.table({"row": booked[order]} | columns)
+    table = pa.table({"row": rows} | columns)
     pq.write_table(table, path, use_dictionary=DICTIONARY_COLUMNS)
 
 
@@ -143,8 +147,7 @@ def write_settlement(
     """Write every settlement file into `folder` (a temporary folder: see results.atomic),
     reading the log back on `workers` threads."""
     positions_frame(settlement).to_csv(folder / "settlement.csv", index=False)
-    rejects = rejects_frame(settlement, source, workers)
-    rejects.to_parquet(folder / "rejects.parquet", index=False)
+    rejects_frame(settlement, source, workers).to_parquet(folder / "rejects.parquet", index=False)
     alerts_frame(settlement).to_parquet(folder / "alerts.parquet", index=False)
     if booked:
         write_booked(folder / "booked.parquet", settlement, source, workers)
