@@ -307,6 +307,9 @@ def settle(
             )
 
     def write(tmp: Path, result: Settlement) -> dict[str, Any]:
+        if sys.stderr.isatty():  # like the progress bar: a few seconds at peak scale
+            booked = f"booked.parquet: {len(result.booked):,} records"
+            typer.echo(f"writing {out} ({booked}) ...", err=True)
         extra = {"log": str(log), "cutoff_ms": cutoff_ms}
         return write_settlement(tmp, result, reader, extra, workers=workers)
 
