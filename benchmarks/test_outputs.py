@@ -4,9 +4,10 @@ Group booked-file-10M: booked.parquet (every booked record of the 10-million-rec
 record id) on 1 and 2 workers, and its baseline: the booked rows copied into one record
 array, ordered by a two-key lexsort and gathered field by field (what `settle` did before).
 The baseline also writes with Parquet's default settings (every column dictionary-encoded),
-as it did; `write_booked` writes dictionaries only for the low-cardinality columns, like the record
-log, which is part of its gain and makes the file about 10 % larger. Records/s counts booked
-records; `speedup_vs_record_array` is measured in the same run. Nothing here asserts a time.
+as it did; `write_booked` writes dictionaries only for the low-cardinality columns, like the
+record log, which is part of its gain and makes the file about 10 % larger. Records/s counts
+booked records; `speedup_vs_record_array` is measured in the same run. Nothing here asserts a
+time.
 """
 
 from __future__ import annotations
