@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -37,13 +38,16 @@ def check_output_folder(path: str | Path) -> None:
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `path`, on error it is removed.
 
-    Existing files in `path` that the new output does not contain are kept, so that a run's
-    folder can gain a settlement without losing its log. When `path` already exists, the files
-    move one by one with MARKER last (and any old MARKER removed first): a folder without
-    MARKER is never a finished output.
+    Files and folders of an existing `path` that the new output does not contain are kept (a
+    run's folder can gain a settlement without losing its log): they are hard-linked into the
+    new folder (copied where links are refused) before the swap. The swap is two renames,
+    `path` aside to `.NAME.old` and the new folder into place, so at every instant `path` is
+    absent, the old folder or the new one, never a mix. A crash between the renames is undone
+    by the next call for the same path (see `recover_folder`).
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
+    recover_folder(path)
+    tmp, old = _sibling(path, "partial"), _sibling(path, "old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -51,13 +55,49 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if not path.exists():
-        tmp.rename(path)
+    if path.exists():
+        _link_kept(path, tmp)
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_folder(path: str | Path) -> None:
+    """Finish what a crash inside `atomic_folder`'s swap left: with `path` in place, the old
+    folder beside it is stale; without it, the old folder is the last complete one and goes
+    back."""
+    path = Path(path)
+    old = _sibling(path, "old")
+    if not old.exists():
         return
-    (path / MARKER).unlink(missing_ok=True)
-    for item in sorted(tmp.iterdir(), key=lambda p: (p.name == MARKER, p.name)):
-        target = path / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-    tmp.rmdir()
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.rename(path)
+
+
+def _sibling(path: Path, kind: str) -> Path:
+    return path.with_name(f".{path.name}.{kind}")
+
+
+def _link_kept(path: Path, new: Path) -> None:
+    """Hard-link into `new` each entry of `path` that `new` lacks; the old folder's own copy
+    goes with it, so nothing is moved out of it before the swap is certain."""
+    for item in sorted(path.iterdir()):
+        target = new / item.name
+        if target.exists() or target.is_symlink():
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.copytree(item, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(item, target)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    if Path(src).is_symlink():
+        shutil.copy2(src, dst, follow_symlinks=False)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links: a copy keeps the same content
+        shutil.copy2(src, dst)
