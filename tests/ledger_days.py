@@ -27,13 +27,17 @@ def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
     booked = log.records[result.booked]
     ids = rid(booked["terminal_id"], booked["terminal_serial"])
     own = np.flatnonzero(np.isin(result.outcome, RECORD_REASONS))
-    batches = log.batches[np.unique(log.batch_row[np.r_[result.booked, own]])]
+    rows = np.unique(log.batch_row[np.r_[result.booked, own]])
+    batches = log.batches[rows]
     rejected = log.records[own]
+    keys = rid(batches["terminal_id"], batches["batch_serial"])
+    assert result.batch_digests is not None
     return BookedIndex.of_days(
         [(ids, booked["tac"])],
         [(booked["card_id"], booked["card_counter"])],
-        [rid(batches["terminal_id"], batches["batch_serial"])],
+        [keys],
         [rid(rejected["terminal_id"], rejected["terminal_serial"])],
+        [(keys, result.batch_digests[rows])],
     )
 
 

@@ -133,6 +133,7 @@ def test_the_ledger_remembers_card_counters(tmp_path: Path) -> None:
     assert not (alerts_1["alert"] == "CARD_COUNTER_CLASH").any()
     assert (alerts_2["alert"] == "CARD_COUNTER_CLASH").sum() == 2
     assert one["cross_day_checks_from_day"] == two["cross_day_checks_from_day"] == 1
+    assert one["chain_checks_from_day"] == two["chain_checks_from_day"] == 1
 
 
 def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) -> None:
@@ -140,18 +141,35 @@ def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) 
         with closing(sqlite3.connect(path)) as db, db:
             db.execute("DROP TABLE booked_cards")
             db.execute("DROP TABLE booked_batches")
-            db.execute("DELETE FROM meta WHERE key = 'cross_day_checks_from_day'")
+            db.execute("DROP TABLE booked_chains")
+            db.execute("DELETE FROM meta WHERE key LIKE '%_checks_from_day'")
             db.execute("UPDATE meta SET value = 'cardsim.ledger/1' WHERE key = 'schema'")
 
     _, (two, alerts_2) = close_two_days(tmp_path, as_schema_1)
     assert two["cross_day_checks_from_day"] == 2  # day 1's counters and serials were never kept
+    assert two["chain_checks_from_day"] == 2
     assert not (alerts_2["alert"] == "CARD_COUNTER_CLASH").any()
     with closing(sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
-            "cardsim.ledger/2",
+            "cardsim.ledger/3",
         )
         assert db.execute("SELECT day FROM booked_cards").fetchall() == [(2,)]
         assert db.execute("SELECT day FROM booked_batches").fetchall() == [(2,)]
+        assert db.execute("SELECT day FROM booked_chains").fetchall() == [(2,)]
+
+
+def test_a_ledger_made_before_batch_digests_says_from_which_day(tmp_path: Path) -> None:
+    def as_schema_2(path: Path) -> None:
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("DROP TABLE booked_chains")
+            db.execute("DELETE FROM meta WHERE key = 'chain_checks_from_day'")
+            db.execute("UPDATE meta SET value = 'cardsim.ledger/2' WHERE key = 'schema'")
+
+    _, (two, alerts_2) = close_two_days(tmp_path, as_schema_2)
+    assert (two["cross_day_checks_from_day"], two["chain_checks_from_day"]) == (1, 2)
+    assert (alerts_2["alert"] == "CARD_COUNTER_CLASH").sum() == 2  # counters were kept
+    with closing(sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")) as db:
+        assert db.execute("SELECT day FROM booked_chains").fetchall() == [(2,)]
 
 
 @pytest.mark.parametrize("seed", [5, 6, 7])

@@ -36,10 +36,13 @@ from cardsim.ledger.durable import (
 )
 from cardsim.settlement.booked_index import BookedIndex
 
-LEDGER_SCHEMA = "cardsim.ledger/2"
+LEDGER_SCHEMA = "cardsim.ledger/3"
 _SCHEMA_1 = "cardsim.ledger/1"
 """The schema before the ledger kept each day's card counters and batch serials."""
+_SCHEMA_2 = "cardsim.ledger/2"
+"""The schema before the ledger kept the digests of each day's accepted batches."""
 _CROSS_DAY_FROM = "cross_day_checks_from_day"
+_CHAIN_FROM = "chain_checks_from_day"
 DB_FILE = "ledger.sqlite"
 
 _TABLES = """
@@ -66,6 +69,11 @@ CREATE TABLE IF NOT EXISTS booked_batches (
     batch_keys BLOB NOT NULL,
     seen_rids BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS booked_chains (
+    day INTEGER PRIMARY KEY REFERENCES day(day),
+    batch_keys BLOB NOT NULL,
+    digests BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS reversal (
     terminal_id INTEGER NOT NULL,
     terminal_serial INTEGER NOT NULL,
@@ -76,13 +84,15 @@ CREATE TABLE IF NOT EXISTS reversal (
 """
 
 
-def _upgrade_from_1(db: sqlite3.Connection) -> None:
-    """A schema-1 ledger kept no card counters or batch serials: the days it closed take no
-    part in later days' card pass or batch serial gaps (their record ids still cut terminal
-    serial gaps); both start with the open day (summary.json says from which day)."""
+def _upgrade(db: sqlite3.Connection, schema: str) -> None:
+    """A schema-1 ledger kept no card counters or batch serials, a schema-2 one no batch
+    digests: the days it closed take no part in the checks that need them (later days' card
+    pass and batch serial gaps; the hash chain of batches across days), which start with the
+    open day; summary.json says from which day. Record ids still cut terminal serial gaps."""
     db.execute("BEGIN")
     (next_day,) = db.execute("SELECT COALESCE(MAX(day), 0) + 1 FROM day").fetchone()
-    db.execute("INSERT INTO meta VALUES (?, ?)", (_CROSS_DAY_FROM, str(next_day)))
+    news = [_CROSS_DAY_FROM, _CHAIN_FROM] if schema == _SCHEMA_1 else [_CHAIN_FROM]
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [(key, str(next_day)) for key in news])
     db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (LEDGER_SCHEMA,))
     db.execute("COMMIT")
 
@@ -121,10 +131,10 @@ class ClearingLedger:
         if schema is None:
             db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
-                [("schema", LEDGER_SCHEMA), (_CROSS_DAY_FROM, "1")],
+                [("schema", LEDGER_SCHEMA), (_CROSS_DAY_FROM, "1"), (_CHAIN_FROM, "1")],
             )
-        elif schema[0] == _SCHEMA_1:
-            _upgrade_from_1(db)
+        elif schema[0] in (_SCHEMA_1, _SCHEMA_2):
+            _upgrade(db, schema[0])
         elif schema[0] != LEDGER_SCHEMA:
             raise InputError(
                 folder / DB_FILE, f"ledger schema {schema[0]}, expected {LEDGER_SCHEMA}"
@@ -137,6 +147,12 @@ class ClearingLedger:
         """The first day whose card counters and batch serials the ledger keeps: 1, unless an
         earlier cardsim made the ledger and closed the days before it."""
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_CROSS_DAY_FROM,)).fetchone()
+        return int(row[0])
+
+    def chain_checks_from(self) -> int:
+        """The first day whose batch digests the ledger keeps (the hash chain of a terminal's
+        batches is checked across days from there): 1, unless an earlier cardsim made it."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (_CHAIN_FROM,)).fetchone()
         return int(row[0])
 
     def closed_days(self) -> list[ClosedDay]:
@@ -174,7 +190,7 @@ class ClearingLedger:
 
     def booked_index(self) -> BookedIndex:
         """Every record id booked on a closed day, with its TAC, the card counter it spent and
-        its batch's serial."""
+        its batch's serial and digest."""
         rows = self.db.execute("SELECT rids, tacs FROM booked ORDER BY day").fetchall()
         cards = self.db.execute(
             "SELECT card_ids, card_counters FROM booked_cards ORDER BY day"
@@ -182,11 +198,16 @@ class ClearingLedger:
         batches = self.db.execute(
             "SELECT batch_keys, seen_rids FROM booked_batches ORDER BY day"
         ).fetchall()
+        chains = self.db.execute("SELECT batch_keys, digests FROM booked_chains ORDER BY day")
         return BookedIndex.of_days(
             [(np.frombuffer(r, "<u8"), np.frombuffer(t, "<u8")) for r, t in rows],
             [(np.frombuffer(c, "<u8"), np.frombuffer(k, "<u4")) for c, k in cards],
             [np.frombuffer(b, "<u8") for b, _ in batches],
             [np.frombuffer(r, "<u8") for _, r in batches],
+            [
+                (np.frombuffer(k, "<u8"), np.frombuffer(d, np.uint8).reshape(-1, 32))
+                for k, d in chains.fetchall()
+            ],
         )
 
     def booked_day(self, rids: np.ndarray) -> np.ndarray:
@@ -228,7 +249,7 @@ class ClearingLedger:
         reversals: list[tuple[int, int, int]],
     ) -> None:
         """The commit point of closing a day: its row, booked ids and TACs, the card counters
-        and batch serials they came with, and reversals (terminal_id, terminal_serial,
+        and batch serials and digests they came with, and reversals (terminal_id, terminal_serial,
         original_day), in one transaction; then the report and carry folders, already complete
         under temporary names, are put in place."""
         rids, tacs = booked.rids, booked.tacs
@@ -255,6 +276,14 @@ class ClearingLedger:
                 closed.day,
                 booked.batch_keys.astype("<u8").tobytes(),
                 booked.seen_rids.astype("<u8").tobytes(),
+            ),
+        )
+        self.db.execute(
+            "INSERT INTO booked_chains VALUES (?, ?, ?)",
+            (
+                closed.day,
+                booked.chain_keys.astype("<u8").tobytes(),
+                np.ascontiguousarray(booked.chain_digests, np.uint8).tobytes(),
             ),
         )
         self.db.executemany(

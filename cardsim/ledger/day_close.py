@@ -126,6 +126,7 @@ def _settle_day(
     report = ledger.partial(ledger.report_dir(day.day))
     extra = _ledger_block(day.day, day.cutoff_ms, last, source, result, index, reversals)
     extra["ledger"]["cross_day_checks_from_day"] = ledger.cross_day_checks_from()
+    extra["ledger"]["chain_checks_from_day"] = ledger.chain_checks_from()
     doc = _write_report(
         report, result, source, reversals, {"log": str(inputs.log), **extra}, inputs.workers
     )
@@ -319,18 +320,22 @@ def _rids(source: ChunkSource, rows: np.ndarray, *more: str) -> dict[str, np.nda
 
 def _booked_ids(source: ChunkSource, result: Settlement) -> BookedIndex:
     """Record ids and TACs of the day's booked records and the card counters they spent; the
-    serials of the batches the day accepted, and the ids of their records it rejected one by
-    one; for the ledger's index."""
+    serials and digests of the batches the day accepted, and the ids of their records it
+    rejected one by one; for the ledger's index."""
     cols = _rids(source, result.booked, "card_id", "card_counter", "batch_row")
     # Record-level reasons are given only inside accepted batches.
     own = np.flatnonzero(np.isin(result.outcome, RECORD_REASONS))
     rejected = _rids(source, own, "batch_row")
-    accepted = source.batches[np.unique(np.r_[cols["batch_row"], rejected["batch_row"]])]
+    rows = np.unique(np.r_[cols["batch_row"], rejected["batch_row"]])
+    accepted = source.batches[rows]
     batch_keys = accepted["terminal_id"].astype(np.uint64) << np.uint64(32)
     batch_keys |= accepted["batch_serial"].astype(np.uint64)
+    if result.batch_digests is None:
+        raise AssertionError("a ledger day is settled by the kernel, which gives digests")
     return BookedIndex.of_days(
         [(cols["rid"], cols["tac"])],
         [(cols["card_id"], cols["card_counter"])],
         [batch_keys],
         [rejected["rid"]],
+        [(batch_keys, result.batch_digests[rows])],
     )

@@ -426,6 +426,9 @@ carried_out_records               integer       Records pending at today's cut-o
 cross_day_checks_from_day         integer       First day whose card counters and batch
     serials the ledger keeps, for today's card pass and batch serial gaps (1 unless an
     earlier cardsim made the ledger).
+chain_checks_from_day             integer       First day whose batch digests the ledger
+    keeps: today's batches must chain to them (prev_digest) and not re-use their serials
+    (1 unless an earlier cardsim made the ledger).
 """
 """summary.json `ledger` of a closed clearing day (docs/settlement.md section 7)."""
 
@@ -435,8 +438,8 @@ LEDGER_FILES = (
         "The ledger's state, SQLite in WAL mode (its table meta names the schema, "
         f"{LEDGER_SCHEMA}): per closed day its cut-off, report hash, input fingerprint and "
         "records carried out; the record ids and TACs each day booked, the card counters they "
-        "spent, the serials of the batches it accepted and the ids of their records it "
-        "rejected one by one; every reversal. Each "
+        "spent, the serials and digests of the batches it accepted and the ids of their "
+        "records it rejected one by one; every reversal. Each "
         "closed day NNNN (0001 and up) has its report in days/NNNN/, renamed into place once "
         "the ledger has committed it and never written again.",
     ),

@@ -12,7 +12,9 @@ As in the kernel's own repeat check, the work is per batch first: only accepted 
 serial range meets an id of the index have their records read back and looked up.
 
 The index also holds the card counters the closed days' records spent, for the card pass
-(settlement/cards.py): a card spends each counter once, on whichever day.
+(settlement/cards.py): a card spends each counter once, on whichever day; the serials of the
+batches closed days accepted, so that serials they hold are not missing today; and those
+batches' digests, so that each terminal's hash chain of batches is checked across days.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class BookedIndex:
     seen_rids: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     """Record ids of accepted batches that closed days rejected record by record (malformed,
     bad TAC), ascending and distinct: they arrived, so their serials are not missing."""
+    chain_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    """terminal_id << 32 | batch_serial of the accepted batches whose digest the ledger kept,
+    ascending; a key repeats only with different digests (a terminal that equivocated)."""
+    chain_digests: np.ndarray = field(default_factory=lambda: np.empty((0, 32), np.uint8))
+    """(len(chain_keys), 32) uint8: the digest of the batch under each chain key."""
 
     @classmethod
     def empty(cls) -> BookedIndex:
@@ -74,9 +81,10 @@ class BookedIndex:
         cards: list[tuple[np.ndarray, np.ndarray]] | None = None,
         batches: list[np.ndarray] | None = None,
         seen: list[np.ndarray] | None = None,
+        chains: list[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> BookedIndex:
-        """The union of several days' (rids, tacs), (card_ids, card_counters), batch keys and
-        seen record ids; a record id booked twice is an error."""
+        """The union of several days' (rids, tacs), (card_ids, card_counters), batch keys,
+        seen record ids and (batch keys, digests); a record id booked twice is an error."""
         if not days:
             return cls.empty()
         rids = np.concatenate([d[0] for d in days]).astype(np.uint64)
@@ -85,7 +93,14 @@ class BookedIndex:
         rids, tacs = rids[order], tacs[order]
         if len(rids) > 1 and bool(np.any(rids[1:] == rids[:-1])):
             raise AssertionError("a record id was booked on two days")
-        return cls(rids, tacs, *_distinct_pairs(cards or []), _keys(batches), _keys(seen))
+        return cls(
+            rids,
+            tacs,
+            *_distinct_pairs(cards or []),
+            _keys(batches),
+            _keys(seen),
+            *_distinct_chains(chains or []),
+        )
 
     def card_keys(self) -> np.ndarray:
         """card_id << 32 | card_counter of the pairs whose card id is below 2^32, ascending
@@ -110,6 +125,23 @@ class BookedIndex:
 def _keys(days: list[np.ndarray] | None) -> np.ndarray:
     """Several days' uint64 keys, ascending and distinct."""
     return np.unique(np.concatenate([np.empty(0, np.uint64), *(days or [])]).astype(np.uint64))
+
+
+def _distinct_chains(
+    days: list[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (batch key, digest) pairs of all days, sorted by key and distinct. A retried batch
+    comes back with its digest and collapses into one pair."""
+    keys = np.concatenate([np.empty(0, np.uint64), *(k for k, _ in days)]).astype(np.uint64)
+    digests = np.concatenate([np.empty((0, 32), np.uint8), *(d for _, d in days)])
+    # Sorting by key, then by the digest's first 8 bytes, puts equal pairs side by side;
+    # np.unique over whole rows costs about ten times as much.
+    prefix = np.ascontiguousarray(digests[:, :8]).view(np.uint64).ravel()
+    order = np.lexsort((prefix, keys))
+    keys, digests = keys[order], digests[order]
+    new = np.ones(len(keys), bool)
+    new[1:] = (keys[1:] != keys[:-1]) | np.any(digests[1:] != digests[:-1], axis=1)
+    return keys[new], digests[new]
 
 
 def _distinct_pairs(cards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +203,60 @@ def gaps_after_closed_days(
     ) + _boundary_gaps(
         Alert.TERMINAL_SERIAL_GAP, batches[filled], "first_serial", (index.rids, index.seen_rids)
     )
+
+
+def links_to_closed_days(
+    batches: np.ndarray, accepted: np.ndarray, digests: np.ndarray, index: BookedIndex | None
+) -> list[tuple]:
+    """Each terminal's hash chain of batches across days. A batch whose predecessor (batch
+    serial one lower) a closed day accepted, and today did not, must name that batch's digest
+    as its prev_digest, else BATCH_CHAIN_BREAK; a batch under a serial a closed day accepted
+    must be that same batch (a retry), else BATCH_CONFLICT. Links and serials within the day
+    are `chain_alerts`'s (settlement/batches.py)."""
+    if index is None or not len(index.chain_keys) or not accepted.any():
+        return []
+    rows = np.flatnonzero(accepted)
+    keys = batches["terminal_id"][rows].astype(np.uint64) << np.uint64(32)
+    keys |= batches["batch_serial"][rows].astype(np.uint64)
+    order = np.lexsort((rows, keys))
+    rows, keys = rows[order], keys[order]
+    starts = np.r_[True, keys[1:] != keys[:-1]]
+    # Copies of one serial that differ today are chain_alerts' BATCH_CONFLICT already.
+    split = np.zeros(int(starts.sum()), bool)
+    head_of = np.cumsum(starts) - 1
+    heads = rows[starts]
+    split[head_of[np.any(digests[rows] != digests[heads[head_of]], axis=1)]] = True
+    keys = keys[starts]
+    held, same = _closed_digest(index, keys, digests[heads])
+    conflict = held & ~same & ~split
+    serial = keys & np.uint64(0xFFFFFFFF)
+    first = serial == 0  # a terminal's first batch names no predecessor
+    prev = keys - (~first).astype(np.uint64)
+    pos = np.minimum(np.searchsorted(keys, prev), len(keys) - 1)
+    today = keys[pos] == prev
+    held, linked = _closed_digest(index, prev, batches["prev_digest"][heads])
+    broken = held & ~linked & ~today & ~first
+    out = []
+    for code, hit in ((Alert.BATCH_CONFLICT, conflict), (Alert.BATCH_CHAIN_BREAK, broken)):
+        for i in np.flatnonzero(hit).tolist():
+            t, s = int(keys[i] >> np.uint64(32)), int(serial[i])
+            row = int(heads[i]) if code == Alert.BATCH_CHAIN_BREAK else -1
+            out.append((code, t, -1, s, s, row, -1))
+    return out
+
+
+def _closed_digest(
+    index: BookedIndex, keys: np.ndarray, digests: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per key: did a closed day accept a batch under it, and is digests[i] that batch's."""
+    lo = np.searchsorted(index.chain_keys, keys, "left")
+    hi = np.searchsorted(index.chain_keys, keys, "right")
+    held = hi > lo
+    first = index.chain_digests[np.minimum(lo, len(index.chain_keys) - 1)]
+    same = held & np.all(first == digests, axis=1)
+    for i in np.flatnonzero(held & ~same & (hi - lo > 1)).tolist():
+        same[i] = bool(np.all(index.chain_digests[lo[i] : hi[i]] == digests[i], axis=1).any())
+    return held, same
 
 
 def _boundary_gaps(

@@ -23,6 +23,7 @@ from cardsim.settlement.booked_index import (
     drop_booked_before,
     gaps_after_closed_days,
     gaps_left,
+    links_to_closed_days,
 )
 from cardsim.settlement.cards import counter_alerts
 from cardsim.settlement.chunk import (
@@ -81,7 +82,7 @@ def settle(
     )
     positions = net_positions(phase.flows, fees or FeeSchedule())
     booked = np.flatnonzero(phase.outcome == BOOKED)
-    return Settlement(phase.outcome, booked, make_alerts(alerts), positions)
+    return Settlement(phase.outcome, booked, make_alerts(alerts), positions, phase.digests)
 
 
 @dataclass
@@ -99,6 +100,8 @@ class TerminalPhase:
     when records were dropped after the chunk pass and the keys must be rebuilt."""
     batch_of: Callable[[np.ndarray], np.ndarray]
     """Log row -> batch row."""
+    digests: np.ndarray
+    """(batches, 32) uint8: each batch's digest (zeros for a batch refused before reading)."""
 
 
 def terminal_phase(
@@ -145,7 +148,9 @@ def terminal_phase(
     alerts += _batch_reject_alerts(batches, status)
     alerts += _forged(source, outcome, batch_of)
     alerts += chain_alerts(batches, accepted, cols.digest)
-    return TerminalPhase(outcome, gaps_left(alerts, booked_before), flows, runs, batch_of)
+    alerts += links_to_closed_days(batches, accepted, cols.digest, booked_before)
+    alerts = gaps_left(alerts, booked_before)
+    return TerminalPhase(outcome, alerts, flows, runs, batch_of, cols.digest)
 
 
 def _chunk_pass(

@@ -45,6 +45,10 @@ class Settlement:
     """ALERT_DTYPE rows in canonical order (every column ascending, code first)."""
     positions: np.ndarray
     """POSITION_DTYPE rows by participant id; net_fen sums to zero."""
+    batch_digests: np.ndarray | None = None
+    """(batches, 32) uint8: each batch's digest (records/batch.py `batch_digest`), for the
+    ledger's hash chain across days; zeros for a batch refused before it was read. Only the
+    fast kernel fills it."""
 
     def counts(self) -> dict[str, int]:
         """Records booked, rejected and pending; they add up to the rows of the log."""
