@@ -136,16 +136,26 @@ def test_the_ledger_remembers_card_counters(tmp_path: Path) -> None:
     assert one["chain_checks_from_day"] == two["chain_checks_from_day"] == 1
 
 
-def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) -> None:
-    def as_schema_1(path: Path) -> None:
-        with closing(sqlite3.connect(path)) as db, db:
-            db.execute("DROP TABLE booked_cards")
-            db.execute("DROP TABLE booked_batches")
-            db.execute("DROP TABLE booked_chains")
-            db.execute("DELETE FROM meta WHERE key LIKE '%_checks_from_day'")
-            db.execute("UPDATE meta SET value = 'cardsim.ledger/1' WHERE key = 'schema'")
+def as_older_ledger(schema: int) -> Callable[[Path], None]:
+    """Turn a ledger's database back into what cardsim wrote at `schema` (1: no card
+    counters or batch serials, 2: no batch digests)."""
+    tables = {1: ["booked_cards", "booked_batches", "booked_chains"], 2: ["booked_chains"]}
+    meta = {1: "%_checks_from_day", 2: "chain_checks_from_day"}
 
-    _, (two, alerts_2) = close_two_days(tmp_path, as_schema_1)
+    def older(path: Path) -> None:
+        with closing(sqlite3.connect(path)) as db, db:
+            for table in tables[schema]:
+                db.execute(f"DROP TABLE {table}")
+            db.execute("DELETE FROM meta WHERE key LIKE ?", (meta[schema],))
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema'", (f"cardsim.ledger/{schema}",)
+            )
+
+    return older
+
+
+def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) -> None:
+    _, (two, alerts_2) = close_two_days(tmp_path, as_older_ledger(1))
     assert two["cross_day_checks_from_day"] == 2  # day 1's counters and serials were never kept
     assert two["chain_checks_from_day"] == 2
     assert not (alerts_2["alert"] == "CARD_COUNTER_CLASH").any()
@@ -153,23 +163,17 @@ def test_a_ledger_made_before_card_counters_says_from_which_day(tmp_path: Path) 
         assert db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
             "cardsim.ledger/3",
         )
-        assert db.execute("SELECT day FROM booked_cards").fetchall() == [(2,)]
-        assert db.execute("SELECT day FROM booked_batches").fetchall() == [(2,)]
-        assert db.execute("SELECT day FROM booked_chains").fetchall() == [(2,)]
+        for table in ("booked_cards", "booked_batches", "booked_chains"):
+            assert db.execute(f"SELECT day FROM {table}").fetchall() == [(2,)]
 
 
 def test_a_ledger_made_before_batch_digests_says_from_which_day(tmp_path: Path) -> None:
-    def as_schema_2(path: Path) -> None:
-        with closing(sqlite3.connect(path)) as db, db:
-            db.execute("DROP TABLE booked_chains")
-            db.execute("DELETE FROM meta WHERE key = 'chain_checks_from_day'")
-            db.execute("UPDATE meta SET value = 'cardsim.ledger/2' WHERE key = 'schema'")
-
-    _, (two, alerts_2) = close_two_days(tmp_path, as_schema_2)
+    _, (two, alerts_2) = close_two_days(tmp_path, as_older_ledger(2))
     assert (two["cross_day_checks_from_day"], two["chain_checks_from_day"]) == (1, 2)
     assert (alerts_2["alert"] == "CARD_COUNTER_CLASH").sum() == 2  # counters were kept
     with closing(sqlite3.connect(tmp_path / "ledger" / "ledger.sqlite")) as db:
         assert db.execute("SELECT day FROM booked_chains").fetchall() == [(2,)]
+        assert db.execute("SELECT count(*) FROM booked_cards").fetchone() == (2,)
 
 
 @pytest.mark.parametrize("seed", [5, 6, 7])
