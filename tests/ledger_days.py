@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from cardsim.records.log import RecordLog, write_log
-from cardsim.settlement.booked_index import BookedIndex
+from cardsim.settlement.booked_index import BookedIndex, day_chains
 from cardsim.settlement.reasons import RECORD_REASONS
 from cardsim.settlement.result import Settlement
 from tests.conftest import small_day
@@ -30,14 +30,13 @@ def index_of(log: RecordLog, result: Settlement) -> BookedIndex:
     rows = np.unique(log.batch_row[np.r_[result.booked, own]])
     batches = log.batches[rows]
     rejected = log.records[own]
-    keys = rid(batches["terminal_id"], batches["batch_serial"])
     assert result.batch_digests is not None
     return BookedIndex.of_days(
         [(ids, booked["tac"])],
         [(booked["card_id"], booked["card_counter"])],
-        [keys],
+        [rid(batches["terminal_id"], batches["batch_serial"])],
         [rid(rejected["terminal_id"], rejected["terminal_serial"])],
-        [(keys, result.batch_digests[rows])],
+        *day_chains(batches, result.batch_digests[rows]),
     )
 
 

@@ -16,6 +16,7 @@ from cardsim.ledger.day_close import DayInputs, close_day
 from cardsim.records.batch import BATCH_DTYPE
 from cardsim.records.keys import compute_tacs
 from cardsim.records.log import RecordLog, write_log
+from cardsim.settlement.batches import serial_groups
 from cardsim.settlement.booked_index import BookedIndex, links_to_closed_days
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle
@@ -24,7 +25,7 @@ from cardsim.settlement.result import Settlement
 from cardsim.synthetic import SyntheticDay
 from tests.conftest import small_day
 from tests.ledger_days import index_of, rid
-from tests.mutations import take_batches
+from tests.mutations import rows_of, take_batches
 
 LINKS = (Alert.BATCH_CHAIN_BREAK, Alert.BATCH_CONFLICT)
 
@@ -40,34 +41,39 @@ batch = st.tuples(
     st.integers(0, 2),  # the digest it names as its predecessor's
     st.booleans(),  # accepted today
 )
-closed_batch = st.tuples(st.integers(1, 2), st.integers(0, 4), st.integers(0, 2))
+closed_batch = st.tuples(st.integers(1, 2), st.integers(0, 4), st.integers(0, 2), st.integers(0, 2))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(batch, max_size=12), st.lists(closed_batch, max_size=8))
 def test_links_agree_with_a_plain_reading(today: list, closed: list) -> None:
+    """One closed day (terminal, serial, digest, prev_digest) and today's batches."""
     batches = np.zeros(len(today), BATCH_DTYPE)
     digests = np.zeros((len(today), 32), np.uint8)
     for b, (t, s, d, p, _) in enumerate(today):
         batches[b]["terminal_id"], batches[b]["batch_serial"] = t, s
         batches[b]["prev_digest"], digests[b] = digest(p), digest(d)
     accepted = np.array([a for *_, a in today], bool)
+    keys = rid([c[0] for c in closed], [c[1] for c in closed]).reshape(-1)
+    head = np.array([c[1] > 0 and (c[0], c[1] - 1) not in {c[:2] for c in closed} for c in closed])
+    prevs = np.array([digest(c[3]) for c in closed], np.uint8).reshape(-1, 32)
     index = BookedIndex.of_days(
         [(np.empty(0, np.uint64), np.empty(0, np.uint64))],
-        chains=[
-            (rid([t for t, _, _ in closed], [s for _, s, _ in closed]).reshape(-1),
-             np.array([digest(d) for *_, d in closed], np.uint8).reshape(-1, 32))
-        ],
-    )  # fmt: skip
-    found = links_to_closed_days(batches, accepted, digests, index)
+        chains=[(keys, np.array([digest(c[2]) for c in closed], np.uint8).reshape(-1, 32))],
+        heads=[(keys[head.astype(bool)], prevs[head.astype(bool)])],
+    )
+    groups = serial_groups(batches, accepted, digests)
+    found = links_to_closed_days(batches, groups, digests, index)
     assert sorted(found) == sorted(_plain_links(today, closed))
 
 
 def _plain_links(today: list, closed: list) -> list[tuple]:
     """The rule read literally, one batch at a time."""
     held: dict[tuple[int, int], set[int]] = {}
-    for t, s, d in closed:
+    names: dict[tuple[int, int], set[int]] = {}  # what closed batches name as predecessor
+    for t, s, d, p in closed:
         held.setdefault((t, s), set()).add(d)
+        names.setdefault((t, s), set()).add(p)
     mine: dict[tuple[int, int], list[int]] = {}
     for b, (t, s, *_rest, accepted) in enumerate(today):
         if accepted:
@@ -82,6 +88,10 @@ def _plain_links(today: list, closed: list) -> list[tuple]:
         linked = before not in held or today[head][3] in held[before]
         if s > 0 and before not in mine and not linked:
             out.append((Alert.BATCH_CHAIN_BREAK, t, -1, s, s, head, -1))
+        after = (t, s + 1)  # a closed batch that was waiting for this one
+        waiting = after in held and (t, s) not in held and after not in mine
+        if agree and waiting and today[head][2] not in names[after]:
+            out.append((Alert.BATCH_CHAIN_BREAK, t, -1, s + 1, s + 1, -1, -1))
     return out
 
 
@@ -179,3 +189,22 @@ def test_the_ledger_keeps_digests_and_checks_the_next_day(tmp_path: Path) -> Non
     tid, serial = (int(day.log.batches[b][f]) for f in ("terminal_id", "batch_serial"))
     assert broken[["terminal_id", "first"]].values.tolist() == [[tid, serial], [tid, serial + 1]]
     assert not (alerts["alert"] == "BATCH_CONFLICT").any()
+
+
+@pytest.mark.parametrize("altered", [False, True])
+def test_a_late_batch_must_be_the_one_its_closed_successor_names(altered: bool) -> None:
+    """Day 1 accepted a terminal's batches s-1 and s+1; s arrives on day 2. Only if it is
+    another batch than the one s+1 names is the link s -> s+1 broken (reported at s+1, a
+    closed day's batch, so with no batch row of today's input)."""
+    day, first, _ = split_day(7)
+    late = first[2]
+    if altered:  # the terminal (or whoever holds its key) signs another batch s
+        rows = rows_of(day.log, late)
+        day.log.records["balance_after_fen"][rows[0]] += 1
+        day.log.records["tac"][rows] = compute_tacs(day.registry.master_key, day.log.records[rows])
+        day.resign(late)
+    one_log = take_batches(day.log, [b for b in first if b != late])
+    one = settle(one_log, day.registry)
+    two = settle(take_batches(day.log, [late]), day.registry, booked_before=index_of(one_log, one))
+    tid, serial = (int(day.log.batches[late][f]) for f in ("terminal_id", "batch_serial"))
+    assert links(two) == ([(Alert.BATCH_CHAIN_BREAK, tid, serial + 1, -1)] if altered else [])

@@ -72,7 +72,9 @@ CREATE TABLE IF NOT EXISTS booked_batches (
 CREATE TABLE IF NOT EXISTS booked_chains (
     day INTEGER PRIMARY KEY REFERENCES day(day),
     batch_keys BLOB NOT NULL,
-    digests BLOB NOT NULL
+    digests BLOB NOT NULL,
+    head_keys BLOB NOT NULL,
+    head_prevs BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reversal (
     terminal_id INTEGER NOT NULL,
@@ -198,16 +200,16 @@ class ClearingLedger:
         batches = self.db.execute(
             "SELECT batch_keys, seen_rids FROM booked_batches ORDER BY day"
         ).fetchall()
-        chains = self.db.execute("SELECT batch_keys, digests FROM booked_chains ORDER BY day")
+        chains = self.db.execute(
+            "SELECT batch_keys, digests, head_keys, head_prevs FROM booked_chains ORDER BY day"
+        ).fetchall()
         return BookedIndex.of_days(
             [(np.frombuffer(r, "<u8"), np.frombuffer(t, "<u8")) for r, t in rows],
             [(np.frombuffer(c, "<u8"), np.frombuffer(k, "<u4")) for c, k in cards],
             [np.frombuffer(b, "<u8") for b, _ in batches],
             [np.frombuffer(r, "<u8") for _, r in batches],
-            [
-                (np.frombuffer(k, "<u8"), np.frombuffer(d, np.uint8).reshape(-1, 32))
-                for k, d in chains.fetchall()
-            ],
+            [(np.frombuffer(k, "<u8"), _digests(d)) for k, d, _, _ in chains],
+            [(np.frombuffer(k, "<u8"), _digests(p)) for _, _, k, p in chains],
         )
 
     def booked_day(self, rids: np.ndarray) -> np.ndarray:
@@ -279,11 +281,13 @@ class ClearingLedger:
             ),
         )
         self.db.execute(
-            "INSERT INTO booked_chains VALUES (?, ?, ?)",
+            "INSERT INTO booked_chains VALUES (?, ?, ?, ?, ?)",
             (
                 closed.day,
                 booked.chain_keys.astype("<u8").tobytes(),
-                np.ascontiguousarray(booked.chain_digests, np.uint8).tobytes(),
+                booked.chain_digests.tobytes(),
+                booked.head_keys.astype("<u8").tobytes(),
+                booked.head_prevs.tobytes(),
             ),
         )
         self.db.executemany(
@@ -326,6 +330,10 @@ class ClearingLedger:
                 if not sums.is_file() or file_sha256(sums) != closed.report_sha256:
                     raise InputError(report, f"missing: day {closed.day} closed, report gone")
             self._put_in_place(closed)
+
+
+def _digests(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, np.uint8).reshape(-1, 32)
 
 
 def report_sha256(folder: Path) -> str:

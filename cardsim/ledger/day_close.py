@@ -38,7 +38,7 @@ from cardsim.ledger.settle_journal import NEW, SettleJournal
 from cardsim.records.keys import KeyRegistry
 from cardsim.records.log import BATCHES_FILE, RECORDS_FILE, LogReader, RecordLog, write_log
 from cardsim.results.settlement_files import write_settlement
-from cardsim.settlement.booked_index import BookedIndex
+from cardsim.settlement.booked_index import BookedIndex, day_chains
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.grouping import Sums, group_sums
 from cardsim.settlement.kernel import settle
@@ -337,5 +337,5 @@ def _booked_ids(source: ChunkSource, result: Settlement) -> BookedIndex:
         [(cols["card_id"], cols["card_counter"])],
         [batch_keys],
         [rejected["rid"]],
-        [(batch_keys, result.batch_digests[rows])],
+        *day_chains(accepted, result.batch_digests[rows]),
     )

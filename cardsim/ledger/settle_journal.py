@@ -34,7 +34,7 @@ from cardsim.ledger.durable import (
     remove_database,
 )
 from cardsim.records.log import BATCHES_FILE, RECORDS_FILE, Chunk
-from cardsim.results.atomic import MARKER, atomic_folder
+from cardsim.results.atomic import MARKER, atomic_folder, recover_folder
 from cardsim.settlement.chunk import ChunkResult, LogState
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.journal import JournalMismatch, capture, decode, encode, restore
@@ -188,6 +188,7 @@ def settle_durably(
     """Settle into `out` through a journal: `run` settles (replaying what the journal holds),
     `write` fills a temporary folder; returns the summary document. A crash at any point is
     recovered by calling this again with the same inputs."""
+    recover_folder(out)  # an output swap a crash interrupted: old folder back, or gone
     journal = SettleJournal.open(journal_path(out), inputs, CrashHook.from_env())
     if journal.note != NEW:
         say(f"journal {journal.path}: {journal.note}")

@@ -427,8 +427,8 @@ cross_day_checks_from_day         integer       First day whose card counters an
     serials the ledger keeps, for today's card pass and batch serial gaps (1 unless an
     earlier cardsim made the ledger).
 chain_checks_from_day             integer       First day whose batch digests the ledger
-    keeps: today's batches must chain to them (prev_digest) and not re-use their serials
-    (1 unless an earlier cardsim made the ledger).
+    keeps: today's batches must chain to them (prev_digest) and not put another batch
+    under their serials (1 unless an earlier cardsim made the ledger).
 """
 """summary.json `ledger` of a closed clearing day (docs/settlement.md section 7)."""
 

@@ -5,6 +5,8 @@ Everything here runs once per batch (tens of thousands a day), never once per re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from cardsim.records.keys import KeyRegistry
@@ -53,31 +55,59 @@ def pre_status(batches: np.ndarray, registry: KeyRegistry, cutoff_ms: int | None
     return status
 
 
-def chain_alerts(batches: np.ndarray, accepted: np.ndarray, digests: np.ndarray) -> list[tuple]:
-    """Missing batch serials, broken previous-digest links and equivocation, per terminal."""
-    idx = np.flatnonzero(accepted)
-    order = idx[np.lexsort((idx, batches["batch_serial"][idx], batches["terminal_id"][idx]))]
-    tid = batches["terminal_id"][order].astype(np.int64)
-    serial = batches["batch_serial"][order].astype(np.int64)
-    alerts: list[tuple] = []
-    if not len(order):
-        return alerts
-    starts = np.r_[True, (tid[1:] != tid[:-1]) | (serial[1:] != serial[:-1])]
-    heads = np.flatnonzero(starts)
+@dataclass(frozen=True)
+class SerialGroups:
+    """A day's accepted batches grouped by (terminal, batch serial), ascending."""
+
+    keys: np.ndarray
+    """terminal_id << 32 | batch_serial of each group, ascending and distinct."""
+    heads: np.ndarray
+    """The first batch row of each group."""
+    split: np.ndarray
+    """Per group: its copies have different digests (a terminal signed two batches under one
+    serial)."""
+
+    @property
+    def terminal(self) -> np.ndarray:
+        return (self.keys >> np.uint64(32)).astype(np.int64)
+
+    @property
+    def serial(self) -> np.ndarray:
+        return (self.keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+
+
+def serial_groups(batches: np.ndarray, accepted: np.ndarray, digests: np.ndarray) -> SerialGroups:
+    """Group the accepted batches by (terminal, batch serial)."""
+    rows = np.flatnonzero(accepted)
+    keys = batches["terminal_id"][rows].astype(np.uint64) << np.uint64(32)
+    keys |= batches["batch_serial"][rows].astype(np.uint64)
+    order = np.lexsort((rows, keys))
+    rows, keys = rows[order], keys[order]
+    starts = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
     group = np.cumsum(starts) - 1
-    differs = np.any(digests[order] != digests[order[heads[group]]], axis=1)
-    for g in np.unique(group[differs]).tolist():
-        h = heads[g]
-        alerts.append((Alert.BATCH_CONFLICT, tid[h], -1, serial[h], serial[h], -1, -1))
-    for a, c in zip(heads[:-1].tolist(), heads[1:].tolist(), strict=True):
-        if tid[a] != tid[c]:
-            continue
-        if serial[c] > serial[a] + 1:
-            alerts.append(
-                (Alert.BATCH_SERIAL_GAP, tid[a], -1, serial[a] + 1, serial[c] - 1, -1, -1)
-            )
-        elif not np.array_equal(digests[order[a]], batches["prev_digest"][order[c]]):
-            alerts.append(
-                (Alert.BATCH_CHAIN_BREAK, tid[c], -1, serial[c], serial[c], int(order[c]), -1)
-            )
+    heads = rows[starts]
+    split = np.zeros(len(heads), bool)
+    split[group[np.any(digests[rows] != digests[heads[group]], axis=1)]] = True
+    return SerialGroups(keys[starts], heads, split)
+
+
+def chain_alerts(batches: np.ndarray, groups: SerialGroups, digests: np.ndarray) -> list[tuple]:
+    """Missing batch serials, broken previous-digest links and equivocation, per terminal."""
+    tid, serial, heads = groups.terminal, groups.serial, groups.heads
+    same = tid[1:] == tid[:-1]
+    gap = same & (serial[1:] > serial[:-1] + 1)
+    linked = np.all(digests[heads[:-1]] == batches["prev_digest"][heads[1:]], axis=1)
+    broken = same & (serial[1:] == serial[:-1] + 1) & ~linked
+    alerts: list[tuple] = [
+        (Alert.BATCH_CONFLICT, tid[g], -1, serial[g], serial[g], -1, -1)
+        for g in np.flatnonzero(groups.split).tolist()
+    ]
+    alerts += [
+        (Alert.BATCH_SERIAL_GAP, tid[g], -1, serial[g] + 1, serial[g + 1] - 1, -1, -1)
+        for g in np.flatnonzero(gap).tolist()
+    ]
+    alerts += [
+        (Alert.BATCH_CHAIN_BREAK, tid[g], -1, serial[g], serial[g], int(heads[g]), -1)
+        for g in (np.flatnonzero(broken) + 1).tolist()
+    ]
     return alerts

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cardsim.settlement.batches import SerialGroups
 from cardsim.settlement.chunk import LogState
 from cardsim.settlement.gaps import still_missing
 from cardsim.settlement.grouping import Sums
@@ -42,6 +43,10 @@ _READ = [
     "domain",
     "amount_fen",
 ]
+
+
+def _no_digests() -> np.ndarray:
+    return np.empty((0, 32), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,15 @@ class BookedIndex:
     bad TAC), ascending and distinct: they arrived, so their serials are not missing."""
     chain_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
     """terminal_id << 32 | batch_serial of the accepted batches whose digest the ledger kept,
-    ascending; a key repeats only with different digests (a terminal that equivocated)."""
-    chain_digests: np.ndarray = field(default_factory=lambda: np.empty((0, 32), np.uint8))
+    ascending (a key repeats for a batch retried on another day, or a terminal that signed
+    two batches under one serial)."""
+    chain_digests: np.ndarray = field(default_factory=_no_digests)
     """(len(chain_keys), 32) uint8: the digest of the batch under each chain key."""
+    head_keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    """Keys of the accepted batches whose predecessor (batch serial one lower) their own day
+    did not accept, ascending: when it arrives later, it must be the batch they name."""
+    head_prevs: np.ndarray = field(default_factory=_no_digests)
+    """(len(head_keys), 32) uint8: the prev_digest each of those batches names."""
 
     @classmethod
     def empty(cls) -> BookedIndex:
@@ -82,9 +93,11 @@ class BookedIndex:
         batches: list[np.ndarray] | None = None,
         seen: list[np.ndarray] | None = None,
         chains: list[tuple[np.ndarray, np.ndarray]] | None = None,
+        heads: list[tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> BookedIndex:
         """The union of several days' (rids, tacs), (card_ids, card_counters), batch keys,
-        seen record ids and (batch keys, digests); a record id booked twice is an error."""
+        seen record ids, (batch keys, digests) and (head keys, prev digests); a record id
+        booked twice is an error."""
         if not days:
             return cls.empty()
         rids = np.concatenate([d[0] for d in days]).astype(np.uint64)
@@ -99,7 +112,8 @@ class BookedIndex:
             *_distinct_pairs(cards or []),
             _keys(batches),
             _keys(seen),
-            *_distinct_chains(chains or []),
+            *_by_key(chains or []),
+            *_by_key(heads or []),
         )
 
     def card_keys(self) -> np.ndarray:
@@ -127,21 +141,24 @@ def _keys(days: list[np.ndarray] | None) -> np.ndarray:
     return np.unique(np.concatenate([np.empty(0, np.uint64), *(days or [])]).astype(np.uint64))
 
 
-def _distinct_chains(
-    days: list[tuple[np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray]:
-    """The (batch key, digest) pairs of all days, sorted by key and distinct. A retried batch
-    comes back with its digest and collapses into one pair."""
+def day_chains(
+    accepted: np.ndarray, digests: np.ndarray
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+    """What `of_days` takes (`chains`, `heads`) of one day whose accepted batches are the
+    rows `accepted` of the batch table, `digests` their digests."""
+    keys = accepted["terminal_id"].astype(np.uint64) << np.uint64(32)
+    keys |= accepted["batch_serial"].astype(np.uint64)
+    # Batches whose predecessor the day did not accept: a later day may bring it.
+    head = (accepted["batch_serial"] > 0) & ~np.isin(keys - np.uint64(1), keys)
+    return [(keys, digests)], [(keys[head], accepted["prev_digest"][head])]
+
+
+def _by_key(days: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several days' (batch key, digest) pairs, sorted by key."""
     keys = np.concatenate([np.empty(0, np.uint64), *(k for k, _ in days)]).astype(np.uint64)
-    digests = np.concatenate([np.empty((0, 32), np.uint8), *(d for _, d in days)])
-    # Sorting by key, then by the digest's first 8 bytes, puts equal pairs side by side;
-    # np.unique over whole rows costs about ten times as much.
-    prefix = np.ascontiguousarray(digests[:, :8]).view(np.uint64).ravel()
-    order = np.lexsort((prefix, keys))
-    keys, digests = keys[order], digests[order]
-    new = np.ones(len(keys), bool)
-    new[1:] = (keys[1:] != keys[:-1]) | np.any(digests[1:] != digests[:-1], axis=1)
-    return keys[new], digests[new]
+    digests = np.concatenate([_no_digests(), *(d for _, d in days)])
+    order = np.argsort(keys, kind="stable")
+    return keys[order], digests[order]
 
 
 def _distinct_pairs(cards: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -206,56 +223,62 @@ def gaps_after_closed_days(
 
 
 def links_to_closed_days(
-    batches: np.ndarray, accepted: np.ndarray, digests: np.ndarray, index: BookedIndex | None
+    batches: np.ndarray, groups: SerialGroups, digests: np.ndarray, index: BookedIndex | None
 ) -> list[tuple]:
-    """Each terminal's hash chain of batches across days. A batch whose predecessor (batch
-    serial one lower) a closed day accepted, and today did not, must name that batch's digest
-    as its prev_digest, else BATCH_CHAIN_BREAK; a batch under a serial a closed day accepted
-    must be that same batch (a retry), else BATCH_CONFLICT. Links and serials within the day
-    are `chain_alerts`'s (settlement/batches.py)."""
-    if index is None or not len(index.chain_keys) or not accepted.any():
+    """Each terminal's hash chain of batches across days, where today's own `chain_alerts`
+    cannot see it. BATCH_CHAIN_BREAK: a batch whose predecessor (batch serial one lower) a
+    closed day accepted, and today did not, names another digest; or a batch arrives late
+    between two that closed days accepted, and is not the one its closed successor names.
+    BATCH_CONFLICT: a batch under a serial a closed day accepted is another batch (a retry
+    is the same one)."""
+    if index is None or not len(groups.keys):
         return []
-    rows = np.flatnonzero(accepted)
-    keys = batches["terminal_id"][rows].astype(np.uint64) << np.uint64(32)
-    keys |= batches["batch_serial"][rows].astype(np.uint64)
-    order = np.lexsort((rows, keys))
-    rows, keys = rows[order], keys[order]
-    starts = np.r_[True, keys[1:] != keys[:-1]]
-    # Copies of one serial that differ today are chain_alerts' BATCH_CONFLICT already.
-    split = np.zeros(int(starts.sum()), bool)
-    head_of = np.cumsum(starts) - 1
-    heads = rows[starts]
-    split[head_of[np.any(digests[rows] != digests[heads[head_of]], axis=1)]] = True
-    keys = keys[starts]
-    held, same = _closed_digest(index, keys, digests[heads])
-    conflict = held & ~same & ~split
-    serial = keys & np.uint64(0xFFFFFFFF)
-    first = serial == 0  # a terminal's first batch names no predecessor
-    prev = keys - (~first).astype(np.uint64)
-    pos = np.minimum(np.searchsorted(keys, prev), len(keys) - 1)
-    today = keys[pos] == prev
-    held, linked = _closed_digest(index, prev, batches["prev_digest"][heads])
-    broken = held & ~linked & ~today & ~first
-    out = []
-    for code, hit in ((Alert.BATCH_CONFLICT, conflict), (Alert.BATCH_CHAIN_BREAK, broken)):
-        for i in np.flatnonzero(hit).tolist():
-            t, s = int(keys[i] >> np.uint64(32)), int(serial[i])
-            row = int(heads[i]) if code == Alert.BATCH_CHAIN_BREAK else -1
-            out.append((code, t, -1, s, s, row, -1))
+    keys, heads, agree = groups.keys, groups.heads, ~groups.split
+    tid, serial = groups.terminal, groups.serial
+    held, same = _closed_digest(index.chain_keys, index.chain_digests, keys, digests[heads])
+    conflict = held & ~same & agree
+    prev = keys - (serial > 0).astype(np.uint64)
+    held, named = _closed_digest(
+        index.chain_keys, index.chain_digests, prev, batches["prev_digest"][heads]
+    )
+    back = held & ~named & ~_in(keys, prev) & (serial > 0)
+    succ = keys + (serial < 0xFFFFFFFF).astype(np.uint64)
+    held, named = _closed_digest(index.head_keys, index.head_prevs, succ, digests[heads])
+    forward = held & ~named & ~_in(keys, succ) & agree & (serial < 0xFFFFFFFF)
+    out: list[tuple] = [
+        (Alert.BATCH_CONFLICT, tid[g], -1, serial[g], serial[g], -1, -1)
+        for g in np.flatnonzero(conflict).tolist()
+    ]
+    out += [
+        (Alert.BATCH_CHAIN_BREAK, tid[g], -1, serial[g], serial[g], int(heads[g]), -1)
+        for g in np.flatnonzero(back).tolist()
+    ]
+    out += [  # the broken link is the closed batch's: it is not in today's input
+        (Alert.BATCH_CHAIN_BREAK, tid[g], -1, serial[g] + 1, serial[g] + 1, -1, -1)
+        for g in np.flatnonzero(forward).tolist()
+    ]
     return out
 
 
+def _in(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """For ascending distinct `keys`: whether each of `wanted` is one of them."""
+    if not len(keys):
+        return np.zeros(len(wanted), bool)
+    return keys[np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)] == wanted
+
+
 def _closed_digest(
-    index: BookedIndex, keys: np.ndarray, digests: np.ndarray
+    held_keys: np.ndarray, held_digests: np.ndarray, keys: np.ndarray, digests: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per key: did a closed day accept a batch under it, and is digests[i] that batch's."""
-    lo = np.searchsorted(index.chain_keys, keys, "left")
-    hi = np.searchsorted(index.chain_keys, keys, "right")
+    """Per key: do the ascending `held_keys` hold it, and is digests[i] one of its digests."""
+    lo = np.searchsorted(held_keys, keys, "left")
+    hi = np.searchsorted(held_keys, keys, "right")
     held = hi > lo
-    first = index.chain_digests[np.minimum(lo, len(index.chain_keys) - 1)]
-    same = held & np.all(first == digests, axis=1)
+    if not len(held_keys):
+        return held, held.copy()
+    same = held & np.all(held_digests[np.minimum(lo, len(held_keys) - 1)] == digests, axis=1)
     for i in np.flatnonzero(held & ~same & (hi - lo > 1)).tolist():
-        same[i] = bool(np.all(index.chain_digests[lo[i] : hi[i]] == digests[i], axis=1).any())
+        same[i] = bool(np.all(held_digests[lo[i] : hi[i]] == digests[i], axis=1).any())
     return held, same
 
 

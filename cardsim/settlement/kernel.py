@@ -17,7 +17,13 @@ from cardsim.records.batch import header_array, signature_ok
 from cardsim.records.keys import KeyRegistry
 from cardsim.records.layout import RECORD_FIELDS
 from cardsim.records.log import LogReader, RecordLog
-from cardsim.settlement.batches import UNSEEN, chain_alerts, duplicate_candidates, pre_status
+from cardsim.settlement.batches import (
+    UNSEEN,
+    chain_alerts,
+    duplicate_candidates,
+    pre_status,
+    serial_groups,
+)
 from cardsim.settlement.booked_index import (
     BookedIndex,
     drop_booked_before,
@@ -147,8 +153,9 @@ def terminal_phase(
         runs = None if len(dropped.keys) else runs
     alerts += _batch_reject_alerts(batches, status)
     alerts += _forged(source, outcome, batch_of)
-    alerts += chain_alerts(batches, accepted, cols.digest)
-    alerts += links_to_closed_days(batches, accepted, cols.digest, booked_before)
+    groups = serial_groups(batches, accepted, cols.digest)
+    alerts += chain_alerts(batches, groups, cols.digest)
+    alerts += links_to_closed_days(batches, groups, cols.digest, booked_before)
     alerts = gaps_left(alerts, booked_before)
     return TerminalPhase(outcome, alerts, flows, runs, batch_of, cols.digest)
 
