@@ -134,6 +134,7 @@ def bench(
     records) and compare its speed with the crypto floor: SHA-256 over the same bytes plus one
     Ed25519 verification per batch, measured in the same run."""
     from cardsim.bench import measure
+    from cardsim.results.outputs import log_outputs
     from cardsim.synthetic import SyntheticSpec, generate
 
     spec = SyntheticSpec(records=records, terminals=terminals, batch_size=batch_size, seed=seed)
@@ -142,7 +143,7 @@ def bench(
         if not as_json:
             typer.echo(f"seed {seed}: generating {records:,} records...", err=True)
         day = generate(spec)
-        with atomic_folder(folder) as tmp:
+        with atomic_folder(folder, stale=log_outputs()) as tmp:
             write_log(tmp / "records", day.log)
             day.registry.save(tmp / "keys.json")
         runs = rounds * (2 if workers > 1 else 1)
@@ -223,7 +224,7 @@ def _close_day(ledger: Path, inputs: DayInputs, rows: int) -> None:
         f"{plural(day['reversals'], 'reversal')} ({day['reversal_fen']} fen)"
     )
     report = ledger / "days" / f"{day['day']:04d}"
-    typer.echo(f"wrote {report}/ (sha256 {report_sha256(report)})")
+    typer.echo(f"day {day['day']} report: {report}/ (sha256 {report_sha256(report)})")
 
 
 @app.command()
@@ -794,6 +795,8 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if not message.strip():  # no arguments at all: the help was printed
             sys.exit(0)
-        typer.echo(f"cardsim: error: {' '.join(message.split())} (see cardsim --help)", err=True)
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None and ctx.command_path else "cardsim"
+        typer.echo(f"cardsim: error: {' '.join(message.split())} (see {command} --help)", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)

@@ -61,7 +61,9 @@ def run(
     if stage:
         stage("writing")
     doc = run_summary(day, seed)
-    with atomic_folder(out) as tmp:
+    from cardsim.results.outputs import log_outputs  # it reads this module's schema
+
+    with atomic_folder(out, stale=log_outputs()) as tmp:
         write_log(tmp / "records", day.log)
         day.params.save(tmp / "records")
         day.world.registry.save(tmp / "keys.json")

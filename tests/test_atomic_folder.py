@@ -54,6 +54,17 @@ def test_existing_folder_keeps_what_the_output_does_not_write(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+def test_stale_entries_are_not_kept(tmp_path: Path) -> None:
+    """A new log makes the old log's settlement wrong: those names go with the old folder."""
+    out = tmp_path / "out"
+    fill(out, OLD | {"settlement.csv": b"old day", "notes.txt": b"mine"})
+    with atomic_folder(out, stale=["settlement.csv", "summary.json"]) as tmp:
+        fill(tmp, {"records/records.parquet": b"new log"})
+    kept = {"booked.parquet": b"old booked", "notes.txt": b"mine"}
+    assert tree(out) == kept | {"records/records.parquet": b"new log"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_error_while_writing_leaves_the_old_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     fill(out, OLD)

@@ -158,7 +158,19 @@ def test_missing_log(tmp_path: Path, bench_out) -> None:
     done = cardsim(
         "settle", tmp_path / "nope", "--keys", out / "keys.json", "--out", tmp_path / "o"
     )
-    _assert_clean_failure(done, "not a record log folder", tmp_path / "o")
+    _assert_clean_failure(done, "no such folder", tmp_path / "o")
+
+
+@pytest.mark.parametrize("corrections", ["missing.csv", "folder"])
+def test_unreadable_corrections(tmp_path: Path, bench_out, corrections: str) -> None:
+    out, _ = bench_out
+    (tmp_path / "folder").mkdir()
+    done = cardsim(
+        "settle", out / "records", "--keys", out / "keys.json", "--ledger", tmp_path / "ledger",
+        "--cutoff-ms", "1", "--corrections", tmp_path / corrections,
+    )  # fmt: skip
+    fragment = "corrections file not found" if corrections == "missing.csv" else "not a file"
+    _assert_clean_failure(done, fragment, tmp_path / "ledger")
 
 
 def test_corrupt_log(tmp_path: Path, bench_out) -> None:

@@ -103,7 +103,9 @@ def _expect(path: Path, fragment: str) -> None:
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    _expect(tmp_path / "nope", "not a record log folder")
+    _expect(tmp_path / "nope", "no such folder (expected a record log folder")
+    (tmp_path / "file").write_text("")
+    _expect(tmp_path / "file", "not a record log folder")
 
 
 def test_missing_file(written) -> None:

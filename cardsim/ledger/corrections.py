@@ -44,6 +44,13 @@ class CorrectionOutcome(IntEnum):
     """An earlier line of the same file names the same record; that line counts."""
 
 
+def check_corrections_file(path: Path) -> None:
+    """Fail in one line, before the ledger is touched, when the corrections file is not a
+    file (its hash goes into the day's input fingerprint first)."""
+    if not path.is_file():
+        raise InputError(path, "corrections file not found" if not path.exists() else "not a file")
+
+
 def read_corrections(path: Path) -> pd.DataFrame:
     """The corrections file, checked: integer record ids, known columns only."""
     try:

@@ -25,7 +25,13 @@ import pandas as pd
 from cardsim.errors import InputError
 from cardsim.ledger.carry import ChainedSource, pending_log
 from cardsim.ledger.clearing_days import ClearingLedger, ClosedDay, report_sha256
-from cardsim.ledger.corrections import read_corrections, resolve, reversal_flows, reversed_ids
+from cardsim.ledger.corrections import (
+    check_corrections_file,
+    read_corrections,
+    resolve,
+    reversal_flows,
+    reversed_ids,
+)
 from cardsim.ledger.durable import (
     SUMS_FILE,
     CrashHook,
@@ -73,6 +79,8 @@ def close_day(
     say: Callable[[str], None] = lambda line: None,
 ) -> dict[str, Any]:
     """Close the ledger's open day; return the report's summary document."""
+    if inputs.corrections is not None:
+        check_corrections_file(inputs.corrections)
     hook = CrashHook.from_env()
     ledger = ClearingLedger.open(folder, hook)
     try:

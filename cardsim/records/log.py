@@ -198,8 +198,8 @@ class LogReader:
         if not self.path.is_dir():
             raise InputError(
                 self.path,
-                "not a record log folder (expected a folder holding "
-                f"{RECORDS_FILE} and {BATCHES_FILE})",
+                f"{'not a record log folder' if self.path.exists() else 'no such folder'} "
+                f"(expected a record log folder holding {RECORDS_FILE} and {BATCHES_FILE})",
             )
         self.records_path = self.path / RECORDS_FILE
         self.batches = self._read_batches()

@@ -6,7 +6,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,11 +39,12 @@ def check_output_folder(path: str | Path) -> None:
 
 
 @contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
+def atomic_folder(path: str | Path, stale: Collection[str] = ()) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `path`, on error it is removed.
 
     Files and folders of an existing `path` that the new output does not contain are kept (a
-    run's folder can gain a settlement without losing its log): they are hard-linked into the
+    run's folder can gain a settlement without losing its log), unless their name is in
+    `stale` (a new log makes the old log's settlement wrong): they are hard-linked into the
     new folder (copied where links are refused) before the swap. The swap is two renames,
     `path` aside to `.NAME.old` and the new folder into place, so at every instant `path` is
     absent, the old folder or the new one, never a mix. A crash between the renames is undone
@@ -58,7 +59,7 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         if path.exists():
-            _link_kept(path, tmp)
+            _link_kept(path, tmp, set(stale))
     except BaseException:
         _remove(tmp)
         raise
@@ -114,12 +115,12 @@ def _remove(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def _link_kept(path: Path, new: Path) -> None:
-    """Hard-link into `new` each entry of `path` that `new` lacks, and make the new names
-    durable; the old folder keeps its own names until the swap is certain."""
+def _link_kept(path: Path, new: Path, stale: set[str]) -> None:
+    """Hard-link into `new` each entry of `path` that `new` lacks and that is not stale, and
+    make the new names durable; the old folder keeps its own names until the swap is certain."""
     for item in sorted(path.iterdir()):
         target = new / item.name
-        if target.exists() or target.is_symlink():
+        if item.name in stale or target.exists() or target.is_symlink():
             continue
         if item.is_dir() and not item.is_symlink():
             shutil.copytree(item, target, symlinks=True, copy_function=_link_or_copy)

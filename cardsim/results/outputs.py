@@ -659,6 +659,13 @@ replication_seeds  array    The seed of each replication day.
     ),
 )
 
+
+def log_outputs() -> list[str]:
+    """Names in a folder that describe the record log beside them: what `run` and `settle`
+    write there. A command that writes a new log into the folder drops them."""
+    return sorted({f.path.split("/")[0] for f in RUN_FILES + SETTLE_FILES})
+
+
 COMMANDS: dict[str, tuple[OutputFile, ...]] = {
     "run": RUN_FILES,
     "settle": SETTLE_FILES,
