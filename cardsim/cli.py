@@ -66,6 +66,30 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"cardsim {version('cardsim')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            metavar="",
+            help="Print the version.",
+        ),
+    ] = False,
+) -> None:
+    """cardsim: a city's multi-function citizen card, from tap to settlement."""
+
+
 def user_errors(fn: F) -> F:
     """Turn InputError into `cardsim: error: FILE: what is wrong` and exit code 2."""
 
@@ -156,6 +180,8 @@ def bench(
     for label, key, fmt in _BENCH_ROWS:
         if key in figures:
             typer.echo(f"{label:<34}{format(figures[key], fmt):>16}")
+    if out is not None:
+        typer.echo(f"wrote {out}/records/ and {out}/keys.json")
 
 
 _BENCH_ROWS = [

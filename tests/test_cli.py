@@ -57,11 +57,20 @@ def test_bench_json_has_the_contract_fields(bench_out: tuple[Path, dict]) -> Non
     assert (out / "keys.json").exists()
 
 
-def test_bench_table_is_readable() -> None:
+def test_bench_table_is_readable(tmp_path: Path) -> None:
     done = cardsim("bench", "--records", "3000", "--terminals", "20")
     assert done.returncode == 0, done.stderr
     assert "ratio to floor" in done.stdout
     assert "records/s" in done.stdout
+    assert "wrote" not in done.stdout  # no --out: the log was a scratch folder's
+    done = cardsim("bench", "--records", "3000", "--terminals", "20", "--out", tmp_path / "b")
+    assert done.stdout.splitlines()[-1] == f"wrote {tmp_path}/b/records/ and {tmp_path}/b/keys.json"
+
+
+def test_version() -> None:
+    done = cardsim("--version")
+    assert done.returncode == 0
+    assert done.stdout.startswith("cardsim ") and len(done.stdout.splitlines()) == 1
 
 
 def test_bench_on_two_workers_pairs_each_round_with_one_worker() -> None:
