@@ -498,9 +498,10 @@ def partition(
     reader = LogReader(log)
     params = load_params(log)
     laid_out, firsts = partition_log(reader.read_all(), shards)
-    write_log(out, laid_out, firsts)
-    if params is not None:
-        params.save(out)
+    with atomic_folder(out) as tmp:
+        write_log(tmp, laid_out, firsts)
+        if params is not None:
+            params.save(tmp)
     counts = f"{plural(reader.rows, 'record')} in {plural(len(firsts), 'partition')}"
     typer.echo(f"wrote {out}/ ({counts})")
 

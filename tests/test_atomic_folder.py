@@ -1,10 +1,11 @@
-"""Output folders appear complete or not at all, also when they replace an existing one: the
-folder is at every instant absent, the old one or the new one, and files of the old folder
-that the new output does not write (a run's log) are never lost."""
+"""Output folders appear complete or not at all, also when they replace an existing one, and
+files of the old folder that the new output does not write (a run's log) are never lost."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ def fill(folder: Path, files: dict[str, bytes]) -> None:
 OLD = {"summary.json": b"old", "booked.parquet": b"old booked", "records/records.parquet": b"log"}
 NEW = {"summary.json": b"new", "booked.parquet": b"new booked", "alerts.parquet": b"alerts"}
 MERGED = NEW | {"records/records.parquet": b"log"}
+REWRITTEN = {"summary.json": b"old", "booked.parquet": b"old booked"}
+"""An old output whose every name the new one writes again: nothing is kept."""
+RUN_SUMMARY = json.dumps({"schema": "cardsim.run/1"}).encode()
 
 
 def write(path: Path) -> None:
@@ -49,20 +53,33 @@ def test_new_folder_appears_whole(tmp_path: Path) -> None:
 def test_existing_folder_keeps_what_the_output_does_not_write(tmp_path: Path) -> None:
     out = tmp_path / "out"
     fill(out, OLD)
+    log = (out / "records" / "records.parquet").stat().st_ino
     write(out)
     assert tree(out) == MERGED
+    assert (out / "records" / "records.parquet").stat().st_ino == log  # never moved or copied
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_stale_entries_are_not_kept(tmp_path: Path) -> None:
-    """A new log makes the old log's settlement wrong: those names go with the old folder."""
+def test_stale_entries_of_a_cardsim_output_are_not_kept(tmp_path: Path) -> None:
+    """A new log makes the old log's settlement wrong: those names go with the old folder,
+    but only where cardsim wrote the folder; a user's own folder keeps every file."""
+    for name, summary in (("cardsim", RUN_SUMMARY), ("user", b"{}")):
+        out = tmp_path / name
+        old = {"summary.json": summary, "settlement.csv": b"old day", "notes.txt": b"mine"}
+        fill(out, old)
+        with atomic_folder(out, stale=["settlement.csv", "summary.json"]) as tmp:
+            fill(tmp, {"records/records.parquet": b"new log"})
+        left = {"notes.txt": b"mine"} if name == "cardsim" else old
+        assert tree(out) == left | {"records/records.parquet": b"new log"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cardsim", "user"]
+
+
+def test_a_kept_summary_stays_when_the_output_writes_none(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    fill(out, OLD | {"settlement.csv": b"old day", "notes.txt": b"mine"})
-    with atomic_folder(out, stale=["settlement.csv", "summary.json"]) as tmp:
-        fill(tmp, {"records/records.parquet": b"new log"})
-    kept = {"booked.parquet": b"old booked", "notes.txt": b"mine"}
-    assert tree(out) == kept | {"records/records.parquet": b"new log"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    fill(out, {"summary.json": b"the user's"})
+    with atomic_folder(out) as tmp:
+        fill(tmp, {"records/records.parquet": b"log"})
+    assert tree(out) == {"summary.json": b"the user's", "records/records.parquet": b"log"}
 
 
 def test_error_while_writing_leaves_the_old_folder(tmp_path: Path) -> None:
@@ -77,51 +94,58 @@ def test_error_while_writing_leaves_the_old_folder(tmp_path: Path) -> None:
 
 def test_a_symlinked_output_folder_stays_a_symlink(tmp_path: Path) -> None:
     real, out = tmp_path / "real", tmp_path / "out"
-    fill(real, OLD)
-    out.symlink_to(real, target_is_directory=True)
+    for old, final in ((OLD, MERGED), (REWRITTEN, NEW)):  # moved in, and swapped
+        fill(real, old)
+        out.symlink_to(real, target_is_directory=True)
+        for _ in range(2):
+            write(out)
+            assert out.is_symlink() and tree(real) == final
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "real"]
+        shutil.rmtree(real)
+        out.unlink()
+
+
+def test_user_made_names_beside_the_output_are_left_alone(tmp_path: Path) -> None:
+    fill(tmp_path / ".out.old", {"thesis.txt": b"mine"})
+    fill(tmp_path / ".[o]ut.cardsim-trash-1", {"a": b"mine"})
     for _ in range(2):
-        write(out)
-        assert out.is_symlink() and tree(real) == MERGED
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "real"]
+        write(tmp_path / "out")
+        write(tmp_path / "[o]ut")
+    assert tree(tmp_path / ".out.old") == {"thesis.txt": b"mine"}
+    assert tree(tmp_path / ".[o]ut.cardsim-trash-1") == {}  # this one is cardsim's own name
+    assert tree(tmp_path / "out") == tree(tmp_path / "[o]ut") == NEW
 
 
-def test_file_system_without_hard_links_copies(tmp_path: Path, monkeypatch: Any) -> None:
-    out = tmp_path / "out"
-    fill(out, OLD)
-
-    def refuse(*_args: Any, **_kwargs: Any) -> None:
-        raise PermissionError("no hard links here")
-
-    monkeypatch.setattr(os, "link", refuse)
-    write(out)
-    assert tree(out) == MERGED
-
-
-@pytest.mark.parametrize("existing", [False, True])
-def test_crash_at_any_step_of_the_swap(tmp_path: Path, monkeypatch: Any, existing: bool) -> None:
-    """Crash at the k-th file-system call that builds or swaps the folder, for every k: the
-    folder is absent, the old one or the new one, and the next call puts things right."""
+@pytest.mark.parametrize("old", [None, REWRITTEN, OLD], ids=["new", "swapped", "moved-in"])
+def test_crash_at_any_step(tmp_path: Path, monkeypatch: Any, old: dict | None) -> None:
+    """Crash at the k-th file-system change, for every k. Swapped: the folder is absent, the
+    old one or the new one. Moved in: the kept log is always there, and with summary.json
+    the folder is the old one or the new one. The next call puts things right."""
+    final = MERGED if old is OLD else NEW
     steps = 0
     for crash_at in range(100):
         case = tmp_path / str(crash_at)
         out = case / "out"
-        if existing:
-            fill(out, OLD)
-        else:
-            case.mkdir()
+        case.mkdir()
+        if old is not None:
+            fill(out, old)
         crashed = _crashing(monkeypatch, crash_at, write, out)
         seen = tree(out) if out.exists() else None
-        assert seen in ([None, MERGED, OLD] if existing else [None, NEW]), (crash_at, seen)
+        if old is OLD:
+            assert seen is not None and seen["records/records.parquet"] == b"log", crash_at
+            assert "summary.json" not in seen or seen in (OLD, MERGED), (crash_at, seen)
+        else:
+            assert seen in (None, old, final), (crash_at, seen)
         recover_folder(out)
-        if existing:  # the log is never lost: the old folder or the new one is in place
-            assert tree(out) in (OLD, MERGED), crash_at
-        write(out)  # and the command run again finishes cleanly
-        assert tree(out) == (MERGED if existing else NEW)
+        if old is REWRITTEN:
+            assert tree(out) in (REWRITTEN, NEW), crash_at
+        write(out)  # the command run again finishes cleanly
+        assert tree(out) == final
         assert sorted(p.name for p in case.iterdir()) == ["out"], crash_at
         if not crashed:
             steps = crash_at
             break
-    assert steps >= (8 if existing else 1)
+    assert steps >= (1 if old is None else 4)
 
 
 def _crashing(monkeypatch: Any, crash_at: int, action: Callable[[Path], None], out: Path) -> bool:

@@ -17,14 +17,14 @@ from cardsim.records.batch import BATCH_DTYPE
 from cardsim.records.keys import compute_tacs
 from cardsim.records.log import RecordLog, write_log
 from cardsim.settlement.batches import serial_groups
-from cardsim.settlement.booked_index import BookedIndex, links_to_closed_days
+from cardsim.settlement.booked_index import BookedIndex, day_chains, links_to_closed_days
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.kernel import settle
 from cardsim.settlement.reasons import Alert
 from cardsim.settlement.result import Settlement
 from cardsim.synthetic import SyntheticDay
 from tests.conftest import small_day
-from tests.ledger_days import index_of, rid
+from tests.ledger_days import index_of
 from tests.mutations import rows_of, take_batches
 
 LINKS = (Alert.BATCH_CHAIN_BREAK, Alert.BATCH_CONFLICT)
@@ -41,28 +41,39 @@ batch = st.tuples(
     st.integers(0, 2),  # the digest it names as its predecessor's
     st.booleans(),  # accepted today
 )
-closed_batch = st.tuples(st.integers(1, 2), st.integers(0, 4), st.integers(0, 2), st.integers(0, 2))
+closed_batch = st.tuples(
+    st.integers(1, 2),  # terminal
+    st.integers(0, 4),  # batch serial
+    st.integers(0, 2),  # its digest
+    st.integers(0, 2),  # the digest it names as its predecessor's
+    st.integers(1, 2),  # the closed day that accepted it
+)
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(batch, max_size=12), st.lists(closed_batch, max_size=8))
-def test_links_agree_with_a_plain_reading(today: list, closed: list) -> None:
-    """One closed day (terminal, serial, digest, prev_digest) and today's batches."""
-    batches = np.zeros(len(today), BATCH_DTYPE)
-    digests = np.zeros((len(today), 32), np.uint8)
-    for b, (t, s, d, p, _) in enumerate(today):
+def table(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """A batch table of (terminal, serial, digest, prev_digest, ...) rows, and the digests."""
+    batches = np.zeros(len(rows), BATCH_DTYPE)
+    digests = np.zeros((len(rows), 32), np.uint8)
+    for b, (t, s, d, p, *_) in enumerate(rows):
         batches[b]["terminal_id"], batches[b]["batch_serial"] = t, s
         batches[b]["prev_digest"], digests[b] = digest(p), digest(d)
-    accepted = np.array([a for *_, a in today], bool)
-    keys = rid([c[0] for c in closed], [c[1] for c in closed]).reshape(-1)
-    head = np.array([c[1] > 0 and (c[0], c[1] - 1) not in {c[:2] for c in closed} for c in closed])
-    prevs = np.array([digest(c[3]) for c in closed], np.uint8).reshape(-1, 32)
-    index = BookedIndex.of_days(
-        [(np.empty(0, np.uint64), np.empty(0, np.uint64))],
-        chains=[(keys, np.array([digest(c[2]) for c in closed], np.uint8).reshape(-1, 32))],
-        heads=[(keys[head.astype(bool)], prevs[head.astype(bool)])],
-    )
-    groups = serial_groups(batches, accepted, digests)
+    return batches, digests
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(batch, max_size=12), st.lists(closed_batch, max_size=10))
+def test_links_agree_with_a_plain_reading(today: list, closed: list) -> None:
+    """Two closed days and today's batches, against the rule read one batch at a time."""
+    chains, heads = [], []
+    for day in (1, 2):
+        kept, digests = table([c for c in closed if c[4] == day])
+        day_chain, day_heads = day_chains(kept, digests)
+        chains += day_chain
+        heads += day_heads
+    none = np.empty(0, np.uint64)
+    index = BookedIndex.of_days([(none, none)], chains=chains, heads=heads)
+    batches, digests = table(today)
+    groups = serial_groups(batches, np.array([a for *_, a in today], bool), digests)
     found = links_to_closed_days(batches, groups, digests, index)
     assert sorted(found) == sorted(_plain_links(today, closed))
 
@@ -70,10 +81,11 @@ def test_links_agree_with_a_plain_reading(today: list, closed: list) -> None:
 def _plain_links(today: list, closed: list) -> list[tuple]:
     """The rule read literally, one batch at a time."""
     held: dict[tuple[int, int], set[int]] = {}
-    names: dict[tuple[int, int], set[int]] = {}  # what closed batches name as predecessor
-    for t, s, d, p in closed:
+    waits: dict[tuple[int, int], set[int]] = {}  # closed batches whose day lacked their predecessor
+    for t, s, d, p, day in closed:
         held.setdefault((t, s), set()).add(d)
-        names.setdefault((t, s), set()).add(p)
+        if s > 0 and not any(c[:2] == (t, s - 1) and c[4] == day for c in closed):
+            waits.setdefault((t, s), set()).add(p)
     mine: dict[tuple[int, int], list[int]] = {}
     for b, (t, s, *_rest, accepted) in enumerate(today):
         if accepted:
@@ -88,9 +100,9 @@ def _plain_links(today: list, closed: list) -> list[tuple]:
         linked = before not in held or today[head][3] in held[before]
         if s > 0 and before not in mine and not linked:
             out.append((Alert.BATCH_CHAIN_BREAK, t, -1, s, s, head, -1))
-        after = (t, s + 1)  # a closed batch that was waiting for this one
-        waiting = after in held and (t, s) not in held and after not in mine
-        if agree and waiting and today[head][2] not in names[after]:
+        after = (t, s + 1)  # a closed batch still waiting for this one
+        waiting = after in waits and (t, s) not in held and after not in mine
+        if agree and waiting and today[head][2] not in waits[after]:
             out.append((Alert.BATCH_CHAIN_BREAK, t, -1, s + 1, s + 1, -1, -1))
     return out
 

@@ -146,8 +146,11 @@ def test_a_partitioned_log_settles_on_the_cluster_to_the_local_bytes(
 ) -> None:
     day, log, keys = dirty_log
     parted = tmp_path / "parted"
+    (parted / "notes").mkdir(parents=True)
+    (parted / "notes" / "a.txt").write_text("mine")  # a user's file in the folder is kept
     done = cardsim("partition", log, "--shards", "2", "--out", parted)
     assert done.returncode == 0, done.stderr
+    assert (parted / "notes" / "a.txt").read_text() == "mine"
     reader = LogReader(parted)
     assert reader.partitions is not None and len(reader.partitions) == 2
     done = cardsim(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
 import stat
@@ -11,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cardsim.errors import InputError
-from cardsim.ledger.durable import fsync_dir, fsync_tree
+from cardsim.ledger.durable import fsync_dir
 
 MARKER = "summary.json"
 """Written last by every command: its presence means the folder is complete."""
@@ -21,20 +23,20 @@ def check_output_folder(path: str | Path) -> None:
     """Fail in one line, before any work, when `path` cannot become an output folder: it is
     a file, or the folder it would be created in cannot be written (tried for real). A swap
     of folders a crash interrupted is finished first (`recover_folder`)."""
-    path = Path(path)
+    given, path = path, _target(Path(path))
     recover_folder(path)
     if path.exists() and not path.is_dir():
-        raise InputError(path, "exists and is not a folder; give a folder path for the output")
-    parent = path.parent.resolve()
+        raise InputError(given, "exists and is not a folder; give a folder path for the output")
+    parent = path.parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise InputError(path, f"{parent} is not a folder, so the output cannot be created")
+        raise InputError(given, f"{parent} is not a folder, so the output cannot be created")
     try:
         tempfile.TemporaryDirectory(dir=parent, prefix=f".{path.name}.check").cleanup()
     except OSError as exc:
         raise InputError(
-            path, f"cannot write an output folder in {parent}: {exc.strerror}"
+            given, f"cannot write an output folder in {parent}: {exc.strerror}"
         ) from None
 
 
@@ -42,13 +44,15 @@ def check_output_folder(path: str | Path) -> None:
 def atomic_folder(path: str | Path, stale: Collection[str] = ()) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it replaces `path`, on error it is removed.
 
-    Files and folders of an existing `path` that the new output does not contain are kept (a
-    run's folder can gain a settlement without losing its log), unless their name is in
-    `stale` (a new log makes the old log's settlement wrong): they are hard-linked into the
-    new folder (copied where links are refused) before the swap. The swap is two renames,
-    `path` aside to `.NAME.old` and the new folder into place, so at every instant `path` is
-    absent, the old folder or the new one, never a mix. A crash between the renames is undone
-    by the next call for the same path (`recover_folder`). A symlink to a folder stays: the
+    What an existing `path` holds and the new output does not write is kept (a run's folder
+    can gain a settlement without losing its log), except the names in `stale` when `path` is
+    itself a cardsim output (its summary.json names a cardsim schema): a new log drops the old
+    log's settlement. When nothing is kept, the new folder takes the old one's place by two
+    renames (the old one aside, then deleted), so a process killed at any instant leaves
+    `path` absent, the old folder or the new one; a kill between the renames is undone by the
+    next call (`recover_folder`). When something is kept, it is never moved or copied: the old
+    summary.json goes first, the new files move in one by one, the new summary.json last, so
+    a folder without summary.json is not a finished output. A symlink to a folder stays: the
     folder it points to is replaced.
     """
     path = _target(Path(path))
@@ -58,38 +62,80 @@ def atomic_folder(path: str | Path, stale: Collection[str] = ()) -> Iterator[Pat
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        if path.exists():
-            _link_kept(path, tmp, set(stale))
     except BaseException:
         _remove(tmp)
         raise
-    old = _sibling(path, "old")
-    if path.exists():
+    drop = set(stale) if _is_output(path) else set()
+    kept = [p for p in _entries(path) if p.name not in drop and not _lexists(tmp / p.name)]
+    if kept:
+        _move_in(path, tmp, [p for p in _entries(path) if p.name in drop])
+    else:
+        _swap(path, tmp)
+
+
+def recover_folder(path: str | Path) -> None:
+    """Finish what a kill inside `atomic_folder`'s swap left: with `path` in place, the old
+    folder beside it is stale; without it, the old folder is the last complete one and goes
+    back. Old folders are deleted only after a rename into a trash folder, so a half-deleted
+    one is never taken for complete."""
+    path = _target(Path(path))
+    for trash in path.parent.glob(glob.escape(f".{path.name}.cardsim-trash-") + "*"):
+        _remove(trash)
+    old = _sibling(path, "cardsim-old")
+    if old.is_dir() and not old.is_symlink():
+        if _lexists(path):
+            _discard(old)
+        else:
+            old.rename(path)
+
+
+def _swap(path: Path, new: Path) -> None:
+    old = _sibling(path, "cardsim-old")
+    if _lexists(path):
         path.rename(old)
-    tmp.rename(path)
+    new.rename(path)
     fsync_dir(path.parent)
     _discard(old)
 
 
-def recover_folder(path: str | Path) -> None:
-    """Finish what a crash inside `atomic_folder`'s swap left: with `path` in place, the old
-    folder beside it is stale; without it, the old folder is the last complete one and goes
-    back. An old folder is only ever deleted under another name, so a half-deleted one is
-    never taken for it."""
-    path = _target(Path(path))
-    for trash in sorted(path.parent.glob(f".{path.name}.trash-*")):
-        _remove(trash)
-    old = _sibling(path, "old")
-    if not old.is_dir():
-        return
-    if path.exists():
-        _discard(old)
-    else:
-        old.rename(path)
+def _move_in(path: Path, new: Path, drop: list[Path]) -> None:
+    if (new / MARKER).exists():  # the old one must not stand beside half of the new files
+        (path / MARKER).unlink(missing_ok=True)
+    for item in drop:
+        _delete(item)
+    for item in sorted(new.iterdir(), key=lambda p: (p.name == MARKER, p.name)):
+        target = path / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        item.replace(target)
+    new.rmdir()
+
+
+def _is_output(path: Path) -> bool:
+    """Is `path` a folder a cardsim command wrote (its summary.json names a cardsim schema)?"""
+    try:
+        doc = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("cardsim.")
+
+
+def _entries(path: Path) -> list[Path]:
+    return sorted(path.iterdir()) if path.is_dir() else []
+
+
+def _lexists(path: Path) -> bool:
+    return os.path.lexists(path)
 
 
 def _target(path: Path) -> Path:
-    return path.resolve() if path.is_symlink() else path
+    """The folder an output path names: absolute, through a symlink to a folder."""
+    path = Path(os.path.abspath(path))
+    if path.is_symlink():
+        path = path.resolve()
+    if not path.name:
+        raise InputError(path, "cannot be an output folder; give a folder inside it")
+    return path
 
 
 def _sibling(path: Path, kind: str) -> Path:
@@ -97,44 +143,30 @@ def _sibling(path: Path, kind: str) -> Path:
 
 
 def _discard(folder: Path) -> None:
-    if folder.is_dir():
-        trash = folder.with_name(f"{folder.name.removesuffix('.old')}.trash-{os.getpid()}")
-        folder.rename(trash)
-        _remove(trash)
+    """Delete a folder after renaming it into a fresh trash folder."""
+    if not folder.is_dir():
+        return
+    name = folder.name.removesuffix(".cardsim-old")
+    trash = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f"{name}.cardsim-trash-"))
+    folder.rename(trash / "old")
+    _remove(trash)
+
+
+def _delete(item: Path) -> None:
+    if item.is_dir() and not item.is_symlink():
+        shutil.rmtree(item)
+    else:
+        item.unlink()
 
 
 def _remove(folder: Path) -> None:
-    """Delete a folder tree, write-protected subfolders included (a user may protect a
-    run's log; the copy being deleted is the old folder's, the new one keeps its modes).
-    What cannot be deleted stays, under a name the next call deletes again."""
+    """Delete a folder tree if possible, write-protected subfolders included; what cannot be
+    deleted stays under a name the next call for the same output deletes again."""
     for root, dirs, _files in os.walk(folder):
-        for name in dirs:
-            sub = Path(root) / name
-            if not sub.is_symlink():
-                sub.chmod(sub.stat().st_mode | stat.S_IRWXU)
+        for sub in [Path(root)] + [Path(root) / d for d in dirs]:
+            try:
+                if not sub.is_symlink():
+                    sub.chmod(sub.stat().st_mode | stat.S_IRWXU)
+            except OSError:
+                pass  # not ours to change: rmtree below leaves what it cannot delete
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def _link_kept(path: Path, new: Path, stale: set[str]) -> None:
-    """Hard-link into `new` each entry of `path` that `new` lacks and that is not stale, and
-    make the new names durable; the old folder keeps its own names until the swap is certain."""
-    for item in sorted(path.iterdir()):
-        target = new / item.name
-        if item.name in stale or target.exists() or target.is_symlink():
-            continue
-        if item.is_dir() and not item.is_symlink():
-            shutil.copytree(item, target, symlinks=True, copy_function=_link_or_copy)
-            fsync_tree(target)
-        else:
-            _link_or_copy(item, target)
-    fsync_dir(new)
-
-
-def _link_or_copy(src: str | Path, dst: str | Path) -> None:
-    if Path(src).is_symlink():
-        shutil.copy2(src, dst, follow_symlinks=False)
-        return
-    try:
-        os.link(src, dst)
-    except OSError:  # a file system without hard links: a copy keeps the same content
-        shutil.copy2(src, dst)

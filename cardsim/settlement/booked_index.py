@@ -227,24 +227,26 @@ def links_to_closed_days(
 ) -> list[tuple]:
     """Each terminal's hash chain of batches across days, where today's own `chain_alerts`
     cannot see it. BATCH_CHAIN_BREAK: a batch whose predecessor (batch serial one lower) a
-    closed day accepted, and today did not, names another digest; or a batch arrives late
-    between two that closed days accepted, and is not the one its closed successor names.
+    closed day accepted, and today did not, names another digest; or a batch arrives after a
+    closed day accepted its successor without it, and is not the one that successor names.
     BATCH_CONFLICT: a batch under a serial a closed day accepted is another batch (a retry
     is the same one)."""
     if index is None or not len(groups.keys):
         return []
     keys, heads, agree = groups.keys, groups.heads, ~groups.split
     tid, serial = groups.terminal, groups.serial
-    held, same = _closed_digest(index.chain_keys, index.chain_digests, keys, digests[heads])
-    conflict = held & ~same & agree
+    closed, same = _closed_digest(index.chain_keys, index.chain_digests, keys, digests[heads])
+    conflict = closed & ~same & agree
     prev = keys - (serial > 0).astype(np.uint64)
-    held, named = _closed_digest(
+    prev_closed, named = _closed_digest(
         index.chain_keys, index.chain_digests, prev, batches["prev_digest"][heads]
     )
-    back = held & ~named & ~_in(keys, prev) & (serial > 0)
+    back = prev_closed & ~named & ~_in(keys, prev) & (serial > 0)
+    # A closed batch waiting for its predecessor; once a closed day holds that predecessor,
+    # the link was checked on the day it arrived.
     succ = keys + (serial < 0xFFFFFFFF).astype(np.uint64)
-    held, named = _closed_digest(index.head_keys, index.head_prevs, succ, digests[heads])
-    forward = held & ~named & ~_in(keys, succ) & agree & (serial < 0xFFFFFFFF)
+    waiting, named = _closed_digest(index.head_keys, index.head_prevs, succ, digests[heads])
+    forward = waiting & ~named & ~closed & ~_in(keys, succ) & agree & (serial < 0xFFFFFFFF)
     out: list[tuple] = [
         (Alert.BATCH_CONFLICT, tid[g], -1, serial[g], serial[g], -1, -1)
         for g in np.flatnonzero(conflict).tolist()
