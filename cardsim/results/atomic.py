@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cardsim.errors import InputError
-from cardsim.ledger.durable import fsync_dir
+from cardsim.ledger.durable import fsync_dir, fsync_tree
 
 MARKER = "summary.json"
 """Written last by every command: its presence means the folder is complete."""
@@ -47,10 +47,11 @@ def atomic_folder(path: str | Path, stale: Collection[str] = ()) -> Iterator[Pat
     What an existing `path` holds and the new output does not write is kept (a run's folder
     can gain a settlement without losing its log), except the names in `stale` when `path` is
     itself a cardsim output (its summary.json names a cardsim schema): a new log drops the old
-    log's settlement. When nothing is kept, the new folder takes the old one's place by two
-    renames (the old one aside, then deleted), so a process killed at any instant leaves
-    `path` absent, the old folder or the new one; a kill between the renames is undone by the
-    next call (`recover_folder`). When something is kept, it is never moved or copied: the old
+    log's settlement. The new files are fsynced before any of them is visible. When nothing
+    is kept, the new folder takes the old one's place by two renames (the old one aside, then
+    deleted), so a process killed at any instant, or a power cut, leaves `path` absent, the
+    old folder or the new one; a kill between the renames is undone by the next call
+    (`recover_folder`). When something is kept, it is never moved or copied: the old
     summary.json goes first, the new files move in one by one, the new summary.json last, so
     a folder without summary.json is not a finished output. A symlink to a folder stays: the
     folder it points to is replaced.
@@ -65,6 +66,7 @@ def atomic_folder(path: str | Path, stale: Collection[str] = ()) -> Iterator[Pat
     except BaseException:
         _remove(tmp)
         raise
+    fsync_tree(tmp)  # on disk before it is visible: a power cut must not leave it half-written
     drop = set(stale) if _is_output(path) else set()
     kept = [p for p in _entries(path) if p.name not in drop and not _lexists(tmp / p.name)]
     if kept:
@@ -109,6 +111,7 @@ def _move_in(path: Path, new: Path, drop: list[Path]) -> None:
             shutil.rmtree(target)
         item.replace(target)
     new.rmdir()
+    fsync_dir(path)
 
 
 def _is_output(path: Path) -> bool:
