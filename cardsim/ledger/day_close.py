@@ -44,6 +44,7 @@ from cardsim.ledger.settle_journal import NEW, SettleJournal
 from cardsim.records.keys import KeyRegistry
 from cardsim.records.log import BATCHES_FILE, RECORDS_FILE, LogReader, RecordLog, write_log
 from cardsim.results.settlement_files import write_settlement
+from cardsim.settlement.batches import batch_keys
 from cardsim.settlement.booked_index import BookedIndex, day_chains
 from cardsim.settlement.fees import FeeSchedule
 from cardsim.settlement.grouping import Sums, group_sums
@@ -336,14 +337,12 @@ def _booked_ids(source: ChunkSource, result: Settlement) -> BookedIndex:
     rejected = _rids(source, own, "batch_row")
     rows = np.unique(np.r_[cols["batch_row"], rejected["batch_row"]])
     accepted = source.batches[rows]
-    batch_keys = accepted["terminal_id"].astype(np.uint64) << np.uint64(32)
-    batch_keys |= accepted["batch_serial"].astype(np.uint64)
     if result.batch_digests is None:
         raise AssertionError("a ledger day is settled by the kernel, which gives digests")
     return BookedIndex.of_days(
         [(cols["rid"], cols["tac"])],
         [(cols["card_id"], cols["card_counter"])],
-        [batch_keys],
+        [batch_keys(accepted)],
         [rejected["rid"]],
         *day_chains(accepted, result.batch_digests[rows]),
     )

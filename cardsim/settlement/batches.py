@@ -55,6 +55,13 @@ def pre_status(batches: np.ndarray, registry: KeyRegistry, cutoff_ms: int | None
     return status
 
 
+def batch_keys(batches: np.ndarray) -> np.ndarray:
+    """terminal_id << 32 | batch_serial: a batch's place in its terminal's chain as one
+    sortable uint64."""
+    keys = batches["terminal_id"].astype(np.uint64) << np.uint64(32)
+    return keys | batches["batch_serial"].astype(np.uint64)
+
+
 @dataclass(frozen=True)
 class SerialGroups:
     """A day's accepted batches grouped by (terminal, batch serial), ascending."""
@@ -79,8 +86,7 @@ class SerialGroups:
 def serial_groups(batches: np.ndarray, accepted: np.ndarray, digests: np.ndarray) -> SerialGroups:
     """Group the accepted batches by (terminal, batch serial)."""
     rows = np.flatnonzero(accepted)
-    keys = batches["terminal_id"][rows].astype(np.uint64) << np.uint64(32)
-    keys |= batches["batch_serial"][rows].astype(np.uint64)
+    keys = batch_keys(batches[rows])
     order = np.lexsort((rows, keys))
     rows, keys = rows[order], keys[order]
     starts = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cardsim.settlement.batches import SerialGroups
+from cardsim.settlement.batches import SerialGroups, batch_keys
 from cardsim.settlement.chunk import LogState
 from cardsim.settlement.gaps import still_missing
 from cardsim.settlement.grouping import Sums
@@ -146,8 +146,7 @@ def day_chains(
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
     """What `of_days` takes (`chains`, `heads`) of one day whose accepted batches are the
     rows `accepted` of the batch table, `digests` their digests."""
-    keys = accepted["terminal_id"].astype(np.uint64) << np.uint64(32)
-    keys |= accepted["batch_serial"].astype(np.uint64)
+    keys = batch_keys(accepted)
     # Batches whose predecessor the day did not accept: a later day may bring it.
     head = (accepted["batch_serial"] > 0) & ~np.isin(keys - np.uint64(1), keys)
     return [(keys, digests)], [(keys[head], accepted["prev_digest"][head])]
