@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from cardsim.results.atomic import atomic_folder, recover_folder
+from cardsim.errors import InputError
+from cardsim.results.atomic import atomic_folder, check_output_folder, recover_folder
 
 
 class Crash(BaseException):
@@ -114,6 +115,72 @@ def test_user_made_names_beside_the_output_are_left_alone(tmp_path: Path) -> Non
     assert tree(tmp_path / ".out.old") == {"thesis.txt": b"mine"}
     assert tree(tmp_path / ".[o]ut.cardsim-trash-1") == {}  # this one is cardsim's own name
     assert tree(tmp_path / "out") == tree(tmp_path / "[o]ut") == NEW
+
+
+OLD_RUN = {
+    "summary.json": RUN_SUMMARY,
+    "settlement.csv": b"old day",
+    "injected.csv": b"old faults",
+    "notes.txt": b"mine",
+}
+NEW_RUN = {"summary.json": json.dumps({"schema": "cardsim.run/1", "n": 2}).encode()}
+NEW_RUN |= {"settlement.csv": b"new day"}
+RUN_STALE = ["summary.json", "settlement.csv", "injected.csv"]
+
+
+def write_run(path: Path) -> None:
+    with atomic_folder(path, stale=RUN_STALE) as tmp:
+        fill(tmp, NEW_RUN)
+
+
+def test_a_run_over_a_run_folder_with_a_users_file(tmp_path: Path, monkeypatch: Any) -> None:
+    """The old run's files go (also the ones the new run does not write), the user's stays,
+    at every kill point; the re-run ends with exactly the new run and the user's file."""
+    final = NEW_RUN | {"notes.txt": b"mine"}
+    for crash_at in range(100):
+        out = tmp_path / str(crash_at) / "out"
+        fill(out, OLD_RUN)
+        crashed = _crashing(monkeypatch, crash_at, write_run, out)
+        seen = tree(out)
+        assert seen["notes.txt"] == b"mine", crash_at
+        assert "summary.json" not in seen or seen in (OLD_RUN, final), (crash_at, seen)
+        write_run(out)
+        assert tree(out) == final, crash_at
+        if not crashed:
+            assert crash_at >= 4
+            break
+
+
+def test_odd_old_entries_are_replaced(tmp_path: Path) -> None:
+    """A file where the new output writes a folder and back, a summary.json that is a
+    folder: replaced, while the user's file stays."""
+    out = tmp_path / "out"
+    fill(out, {"booked.parquet/x": b"a folder", "alerts.parquet": b"a file", "mine": b"m"})
+    fill(out, {"summary.json/y": b"a folder"})
+    with atomic_folder(out) as tmp:
+        fill(tmp, {"summary.json": b"new", "booked.parquet": b"file", "alerts.parquet/z": b"dir"})
+    assert tree(out) == {
+        "summary.json": b"new",
+        "booked.parquet": b"file",
+        "alerts.parquet/z": b"dir",
+        "mine": b"m",
+    }
+
+
+def test_the_working_folder_is_never_renamed_away(tmp_path: Path, monkeypatch: Any) -> None:
+    out = tmp_path / "out"
+    fill(out, REWRITTEN)
+    monkeypatch.chdir(out)
+    write(Path("."))
+    assert Path.cwd() == out and tree(Path(".")) == NEW
+
+
+def test_paths_that_cannot_be_outputs_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "gone").symlink_to(tmp_path / "missing")
+    for bad in (tmp_path / "loop", tmp_path / "gone" / "out", Path("/")):
+        with pytest.raises(InputError):
+            check_output_folder(bad)
 
 
 @pytest.mark.parametrize("old", [None, REWRITTEN, OLD], ids=["new", "swapped", "moved-in"])

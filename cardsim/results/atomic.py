@@ -17,6 +17,9 @@ from cardsim.ledger.durable import fsync_dir, fsync_tree
 
 MARKER = "summary.json"
 """Written last by every command: its presence means the folder is complete."""
+REPLACING = ".cardsim-replacing.json"
+"""The old MARKER while new files move into a folder: it still says cardsim wrote the folder
+(so a re-run after a kill drops the same stale names), but no longer that it is complete."""
 
 
 def check_output_folder(path: str | Path) -> None:
@@ -24,11 +27,16 @@ def check_output_folder(path: str | Path) -> None:
     a file, or the folder it would be created in cannot be written (tried for real). A swap
     of folders a crash interrupted is finished first (`recover_folder`)."""
     given, path = path, _target(Path(path))
-    recover_folder(path)
+    try:
+        recover_folder(path)
+    except OSError as exc:
+        raise InputError(given, f"cannot finish an interrupted output swap: {exc}") from None
     if path.exists() and not path.is_dir():
         raise InputError(given, "exists and is not a folder; give a folder path for the output")
     parent = path.parent
     while not parent.exists():
+        if _lexists(parent):  # a dangling symlink
+            raise InputError(given, f"{parent} is a broken link, so the output cannot be created")
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(given, f"{parent} is not a folder, so the output cannot be created")
@@ -53,8 +61,9 @@ def atomic_folder(path: str | Path, stale: Collection[str] = ()) -> Iterator[Pat
     old folder or the new one; a kill between the renames is undone by the next call
     (`recover_folder`). When something is kept, it is never moved or copied: the old
     summary.json goes first, the new files move in one by one, the new summary.json last, so
-    a folder without summary.json is not a finished output. A symlink to a folder stays: the
-    folder it points to is replaced.
+    a folder without summary.json is not a finished output. Keeping goes by top-level name: a
+    folder the new output writes (plots/, records/) replaces the old one whole. A symlink to a
+    folder stays: the folder it points to is replaced.
     """
     path = _target(Path(path))
     recover_folder(path)
@@ -67,9 +76,9 @@ def atomic_folder(path: str | Path, stale: Collection[str] = ()) -> Iterator[Pat
         _remove(tmp)
         raise
     fsync_tree(tmp)  # on disk before it is visible: a power cut must not leave it half-written
-    drop = set(stale) if _is_output(path) else set()
+    drop = set(stale) | {REPLACING} if _is_output(path) else {REPLACING}
     kept = [p for p in _entries(path) if p.name not in drop and not _lexists(tmp / p.name)]
-    if kept:
+    if kept or _holds_cwd(path):  # (the working folder is never renamed away under a user)
         _move_in(path, tmp, [p for p in _entries(path) if p.name in drop])
     else:
         _swap(path, tmp)
@@ -101,26 +110,46 @@ def _swap(path: Path, new: Path) -> None:
 
 
 def _move_in(path: Path, new: Path, drop: list[Path]) -> None:
-    if (new / MARKER).exists():  # the old one must not stand beside half of the new files
-        (path / MARKER).unlink(missing_ok=True)
+    """The new files into `path`, which keeps its other files: the old summary.json first
+    becomes REPLACING (when the new output writes one, or it is stale), then stale names go,
+    the new files move in, REPLACING goes, and the new summary.json comes last."""
+    marker, replacing = path / MARKER, path / REPLACING
+    if _lexists(marker) and (_lexists(new / MARKER) or marker in drop):
+        if marker.is_dir() and not marker.is_symlink():
+            _delete(marker)
+        else:
+            marker.replace(replacing)
     for item in drop:
-        _delete(item)
+        if item != replacing:
+            _delete(item)
     for item in sorted(new.iterdir(), key=lambda p: (p.name == MARKER, p.name)):
         target = path / item.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
+        if item.name == MARKER:
+            replacing.unlink(missing_ok=True)
+        if _lexists(target) and (item.is_dir() or (target.is_dir() and not target.is_symlink())):
+            _delete(target)  # a folder is replaced whole, and a file by a folder or back
         item.replace(target)
+    replacing.unlink(missing_ok=True)
     new.rmdir()
     fsync_dir(path)
 
 
 def _is_output(path: Path) -> bool:
-    """Is `path` a folder a cardsim command wrote (its summary.json names a cardsim schema)?"""
-    try:
-        doc = json.loads((path / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(doc, dict) and str(doc.get("schema", "")).startswith("cardsim.")
+    """Is `path` a folder a cardsim command wrote (its summary.json, or the one being
+    replaced, names a cardsim schema)?"""
+    for name in (MARKER, REPLACING):
+        try:
+            doc = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("cardsim."):
+            return True
+    return False
+
+
+def _holds_cwd(path: Path) -> bool:
+    cwd = Path(os.path.abspath(os.getcwd()))
+    return cwd == path or path in cwd.parents
 
 
 def _entries(path: Path) -> list[Path]:
@@ -135,7 +164,10 @@ def _target(path: Path) -> Path:
     """The folder an output path names: absolute, through a symlink to a folder."""
     path = Path(os.path.abspath(path))
     if path.is_symlink():
-        path = path.resolve()
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise InputError(path, f"cannot be followed: {exc}") from None
     if not path.name:
         raise InputError(path, "cannot be an output folder; give a folder inside it")
     return path
@@ -157,9 +189,9 @@ def _discard(folder: Path) -> None:
 
 def _delete(item: Path) -> None:
     if item.is_dir() and not item.is_symlink():
-        shutil.rmtree(item)
+        _remove(item)
     else:
-        item.unlink()
+        item.unlink(missing_ok=True)
 
 
 def _remove(folder: Path) -> None:
